@@ -1,0 +1,52 @@
+"""Checkpoints of the full training state, named by step, the last few kept; restore falls back past bad ones."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import tensorflow as tf
+
+log = logging.getLogger(__name__)
+
+PREFIX = "ckpt"
+
+
+class Checkpoints:
+    def __init__(self, folder: Path, checkpoint: tf.train.Checkpoint, keep: int) -> None:
+        self.folder = Path(folder)
+        self.checkpoint = checkpoint
+        self.manager = tf.train.CheckpointManager(checkpoint, str(folder), max_to_keep=keep, checkpoint_name=PREFIX)
+
+    def steps(self) -> list[int]:
+        """The steps of the checkpoints kept, oldest first."""
+        return [step_of(path) for path in self.manager.checkpoints]
+
+    def save(self, step: int) -> Path:
+        return Path(self.manager.save(checkpoint_number=step))
+
+    def restore_latest(self) -> int:
+        """Restore the newest checkpoint that reads back whole; returns its step, or 0 when there is none."""
+        for path in reversed(self.manager.checkpoints):
+            try:
+                self.checkpoint.read(path).assert_consumed()
+            except Exception as error:  # truncated or corrupt files: TensorFlow raises several kinds
+                log.warning("checkpoint %s is unreadable (%s); trying the one before it", path, _first_line(error))
+                continue
+            return step_of(path)
+        return 0
+
+    def restore_step(self, step: int) -> None:
+        path = self.folder / f"{PREFIX}-{step}"
+        if step not in self.steps():
+            kept = ", ".join(map(str, self.steps())) or "none"
+            raise FileNotFoundError(f"no checkpoint for step {step} in {self.folder} (kept: {kept})")
+        self.checkpoint.read(str(path)).assert_consumed()
+
+
+def step_of(path: str | Path) -> int:
+    return int(str(path).rsplit("-", 1)[1])
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

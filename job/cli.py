@@ -1,0 +1,107 @@
+"""`gan-job`: the batch job's command line. Every option can also come from a GAN_<OPTION> variable."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+EXIT_BAD_INPUT = 2
+
+
+def _option(name: str, **kwargs):
+    """An option that also reads GAN_<NAME> from the environment, shown in --help."""
+    envvar = "GAN_" + name.lstrip("-").replace("-", "_").upper()
+    return click.option(name, envvar=envvar, show_envvar=True, show_default=True, **kwargs)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="mnist-gan")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging, TensorFlow's included.")
+def main(verbose: bool) -> None:
+    """Train the classic Keras MNIST GAN as a resumable batch job, and export its generator."""
+    _setup_logging(verbose)
+
+
+@main.command()
+@_option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+         help="Run directory: checkpoints, samples, metrics, the final models. Same --out again resumes.")
+@_option("--data", type=click.Path(path_type=Path), default=None,
+         help="MNIST as a Keras-style .npz or a folder of the four IDX files (.gz or not). "
+              "Default: keras.datasets.mnist's download.")
+@_option("--digit", type=click.IntRange(-1, 9), default=-1, help="Train on one digit only; -1 for all.")
+@_option("--steps", type=click.IntRange(min=1), default=50_000, help="Training steps in all.")
+@_option("--batch", type=click.IntRange(min=2), default=32,
+         help="Images per step: half real and half generated for the discriminator, all for the generator.")
+@_option("--latent-dim", type=click.IntRange(min=1), default=100, help="Size of the generator's input.")
+@_option("--checkpoint-every", type=click.IntRange(min=1), default=500,
+         help="Steps between checkpoints and sample grids.")
+@_option("--log-every", type=click.IntRange(min=1), default=100, help="Steps between metrics lines.")
+@_option("--keep-checkpoints", type=click.IntRange(min=1), default=3, help="How many checkpoints to keep.")
+@_option("--seed", type=int, default=0, help="Random seed: the same seed gives the same run, bit for bit.")
+@_option("--preset", type=click.Choice(["default", "seed"]), default="default",
+         help="'seed' is the original tutorial exactly; 'default' adds measured improvements (README).")
+@_option("--force", is_flag=True, help="Start a new run in an --out that holds a run of another configuration.")
+def train(force: bool, **options) -> None:
+    """Train to completion (resuming when --out holds a run), then save the generator."""
+    from job.config import ConfigError, TrainConfig
+
+    try:
+        config = TrainConfig(**options)
+    except ConfigError as error:
+        raise click.UsageError(str(error)) from error
+    _run(lambda: _train(config, force))
+
+
+def _train(config, force: bool) -> None:
+    from job.train import train
+
+    logging.getLogger("job").info("configuration: %s", json.dumps(config.to_dict(), sort_keys=True))
+    train(config, force=force, on_progress=_progress_reporter(config.steps))
+
+
+def _progress_reporter(total: int):
+    """A progress bar on a terminal; plain log lines (from the training loop) in container logs."""
+    if not sys.stderr.isatty():
+        return None
+    bar = click.progressbar(length=total, file=sys.stderr, show_pos=True, show_eta=True,
+                            item_show_func=lambda text: text, width=24)
+
+    def report(progress) -> None:
+        text = (f"d_loss {progress.d_loss:.3f}  g_loss {progress.g_loss:.3f}  "
+                f"d_acc {progress.d_accuracy:.2f}  {progress.steps_per_s:.0f} steps/s")
+        bar.update(progress.step - bar.pos, text)  # a resumed run's first update jumps to where it stands
+        if progress.step >= total:
+            bar.render_finish()
+
+    return report
+
+
+def _run(work) -> None:
+    """Run `work`, turning the user's mistakes into one line and exit code 2 instead of a traceback."""
+    from job.config import ConfigError
+    from job.data import DataError
+
+    try:
+        work()
+    except (ConfigError, DataError) as error:
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def _setup_logging(verbose: bool) -> None:
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+        stream=sys.stderr,
+    )
+    if not verbose:
+        for noisy in ("tensorflow", "absl", "h5py", "tf2onnx"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,113 @@
+"""The GAN's full training state and its compiled training step (the tutorial's algorithm, made explicit)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from job.config import TrainConfig
+from job.models import build_discriminator, build_generator
+
+SAMPLE_GRID = 16  # the fixed latents drawn at every checkpoint: a 4x4 grid
+
+
+@dataclass
+class Gan:
+    """Everything a checkpoint must hold to resume bit for bit."""
+
+    generator: keras.Model
+    discriminator: keras.Model
+    g_optimizer: keras.optimizers.Optimizer
+    d_optimizer: keras.optimizers.Optimizer
+    rng: tf.random.Generator  # all sampling in the training step; its state is checkpointed
+    step: tf.Variable
+    train_seconds: tf.Variable  # training time summed over every start of the run
+    fixed_latents: tf.Variable  # the same grid of latents at every checkpoint, so samples compare over time
+
+    def checkpoint(self) -> tf.train.Checkpoint:
+        return tf.train.Checkpoint(
+            generator=self.generator,
+            discriminator=self.discriminator,
+            g_optimizer=self.g_optimizer,
+            d_optimizer=self.d_optimizer,
+            rng=self.rng,
+            step=self.step,
+            train_seconds=self.train_seconds,
+            fixed_latents=self.fixed_latents,
+        )
+
+
+def build_gan(config: TrainConfig) -> Gan:
+    keras.utils.set_random_seed(config.seed)  # weight initialisers
+    generator, discriminator = build_generator(config.latent_dim), build_discriminator()
+    hyper = config.hyper
+    g_optimizer, d_optimizer = (
+        keras.optimizers.Adam(learning_rate=hyper.learning_rate, beta_1=hyper.beta_1, beta_2=hyper.beta_2)
+        for _ in range(2)
+    )
+    # Build the optimizer slots now, so that a checkpoint restores into existing variables.
+    g_optimizer.build(generator.trainable_variables)
+    d_optimizer.build(discriminator.trainable_variables)
+    fixed = tf.random.Generator.from_seed(config.seed + 1).normal([SAMPLE_GRID, config.latent_dim])
+    return Gan(
+        generator=generator,
+        discriminator=discriminator,
+        g_optimizer=g_optimizer,
+        d_optimizer=d_optimizer,
+        rng=tf.random.Generator.from_seed(config.seed),
+        step=tf.Variable(0, dtype=tf.int64, trainable=False, name="step"),
+        train_seconds=tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds"),
+        fixed_latents=tf.Variable(fixed, trainable=False, name="fixed_latents"),
+    )
+
+
+def make_train_steps(gan: Gan, images: np.ndarray, batch: int, jit_compile: bool = True):
+    """A compiled function running `n` training steps in one call, the training set resident on the device.
+
+    Returns the mean d_loss, g_loss and d_accuracy over those steps. One step is the tutorial's:
+    the discriminator learns from batch/2 real and batch/2 generated images (labels 1 and 0), then the
+    generator learns, through the discriminator, to make `batch` latents pass as real.
+    """
+    reals = tf.constant(images)
+    count, half = tf.shape(reals)[0], batch // 2
+    latent_dim = gan.generator.input_shape[-1]
+    bce = keras.losses.BinaryCrossentropy()
+    d_labels = tf.concat([tf.ones([half, 1]), tf.zeros([half, 1])], axis=0)
+    g_labels = tf.ones([batch, 1])
+    d_vars, g_vars = gan.discriminator.trainable_variables, gan.generator.trainable_variables
+
+    def one_step():
+        real = tf.gather(reals, gan.rng.uniform([half], 0, count, dtype=tf.int32))
+        # Inference mode, as the tutorial's generator.predict(): BatchNorm uses its moving statistics here.
+        fake = gan.generator(gan.rng.normal([half, latent_dim]), training=False)
+        with tf.GradientTape() as tape:
+            d_out = gan.discriminator(tf.concat([real, fake], axis=0), training=True)
+            d_loss = bce(d_labels, d_out)
+        gan.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_vars), d_vars))
+        d_accuracy = tf.reduce_mean(tf.cast(tf.equal(d_out > 0.5, d_labels > 0.5), tf.float32))
+
+        with tf.GradientTape() as tape:
+            d_on_fake = gan.discriminator(gan.generator(gan.rng.normal([batch, latent_dim]), training=True))
+            g_loss = bce(g_labels, d_on_fake)
+        # Only the generator's variables: the discriminator stays frozen in the generator's step.
+        gan.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars))
+        gan.step.assign_add(1)
+        return d_loss, g_loss, d_accuracy
+
+    @tf.function(jit_compile=jit_compile)
+    def train_steps(n: tf.Tensor) -> dict[str, tf.Tensor]:
+        totals = [tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)]
+        for _ in tf.range(n):
+            totals = [total + value for total, value in zip(totals, one_step())]
+        n_float = tf.cast(n, tf.float32)
+        return {name: total / n_float for name, total in zip(("d_loss", "g_loss", "d_accuracy"), totals)}
+
+    return train_steps
+
+
+def generate(gan: Gan, latents: tf.Tensor | None = None) -> np.ndarray:
+    """Generator output in [-1, 1] for `latents` (the fixed sample grid by default), inference mode."""
+    return gan.generator(gan.fixed_latents if latents is None else latents, training=False).numpy()

@@ -1,0 +1,102 @@
+"""What a run leaves in its output folder besides checkpoints: samples, metrics, TensorBoard, model summaries."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from serving.files import atomic_write, atomic_write_text
+from serving.images import grid, to_uint8
+
+log = logging.getLogger(__name__)
+
+
+class RunDir:
+    """The names of everything in a run directory, in one place."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.config = self.root / "config.json"
+        self.checkpoints = self.root / "checkpoints"
+        self.samples = self.root / "samples"
+        self.metrics = self.root / "metrics.jsonl"
+        self.tensorboard = self.root / "tensorboard"
+        self.generator = self.root / "generator.keras"
+        self.onnx = self.root / "generator.onnx"
+        self.model_txt = self.root / "model.txt"
+
+    def sample(self, step: int) -> Path:
+        return self.samples / f"step_{step:06d}.png"
+
+
+def save_grid(images: np.ndarray, path: Path) -> np.ndarray:
+    """Images in [-1, 1] as a 4x4 (or squarer) grid PNG, written atomically; returns the uint8 grid."""
+    picture = grid(to_uint8(images), scale=2)
+    with atomic_write(path) as file:
+        picture.save(file, format="PNG")
+    return np.asarray(picture)
+
+
+class MetricsLog:
+    """metrics.jsonl (one JSON object per log interval) and the same scalars in TensorBoard."""
+
+    def __init__(self, run: RunDir, resume_step: int) -> None:
+        self.path = run.metrics
+        self._drop_after(resume_step)
+        self.writer = tf.summary.create_file_writer(str(run.tensorboard))
+
+    def _drop_after(self, step: int) -> None:
+        # Lines past the checkpoint we resume from (or torn by a kill) would be repeated by this run: drop them.
+        if not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(ValueError):
+                if json.loads(line)["step"] <= step:
+                    kept.append(line + "\n")
+        atomic_write_text(self.path, "".join(kept))
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as file:
+            file.write(json.dumps(record) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        with self.writer.as_default(step=record["step"]):
+            for name, value in record.items():
+                if name != "step":
+                    tf.summary.scalar(name, value)
+
+    def image(self, step: int, picture: np.ndarray) -> None:
+        with self.writer.as_default(step=step):
+            tf.summary.image("samples", picture[np.newaxis, :, :, np.newaxis])
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def write_model_summaries(run: RunDir, models: list[keras.Model]) -> None:
+    """model.txt with each model's summary; diagrams too when pydot and graphviz are installed."""
+    text = io.StringIO()
+    for model in models:
+        model.summary(print_fn=lambda line, *_, **__: text.write(line + "\n"))
+        text.write("\n")
+    atomic_write_text(run.model_txt, text.getvalue())
+    if importlib.util.find_spec("pydot") is None or shutil.which("dot") is None:
+        log.info("pydot or graphviz not installed: no model diagrams (model.txt has the summaries)")
+        return
+    for model in models:
+        try:
+            keras.utils.plot_model(model, to_file=str(run.root / f"{model.name}.png"), show_shapes=True)
+        except Exception as error:  # a diagram is a nicety: never fail a run for it
+            log.warning("could not draw %s: %s", model.name, error)

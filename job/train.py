@@ -1,0 +1,155 @@
+"""The training loop: owns a run directory, trains to completion, resumes from where a previous start stopped."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from job.checkpoints import Checkpoints
+from job.config import ConfigError, TrainConfig
+from job.data import load_mnist, training_images
+from job.gan import Gan, build_gan, generate, make_train_steps
+from job.outputs import MetricsLog, RunDir, save_grid, write_model_summaries
+from serving.files import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One log interval: what metrics.jsonl records, plus where the run stands."""
+
+    step: int
+    steps: int
+    d_loss: float
+    g_loss: float
+    d_accuracy: float
+    steps_per_s: float
+    elapsed_s: float
+
+    def record(self) -> dict:
+        return {
+            "step": self.step,
+            "d_loss": self.d_loss,
+            "g_loss": self.g_loss,
+            "d_accuracy": self.d_accuracy,
+            "steps_per_s": self.steps_per_s,
+            "elapsed_s": self.elapsed_s,
+        }
+
+
+def train(config: TrainConfig, force: bool = False, on_progress: Callable[[Progress], None] | None = None) -> Gan:
+    """Train the run in `config.out` to `config.steps`, resuming from its newest checkpoint; returns the state."""
+    run = RunDir(config.out)
+    _check_run_dir(run, config, force)
+    tf.config.experimental.enable_op_determinism()  # a resumed run ends bit for bit where an uninterrupted one does
+    images = training_images(load_mnist(config.data), config.digit)
+    log.info("training on %d images (%s) on %s", len(images), _digits(config.digit), _device())
+    _start_run_dir(run, config, force)
+
+    gan = build_gan(config)
+    checkpoints = Checkpoints(run.checkpoints, gan.checkpoint(), keep=config.keep_checkpoints)
+    start = checkpoints.restore_latest()
+    if start:
+        log.info("resuming from the checkpoint of step %d", start)
+    else:
+        save_grid(images[:16], run.samples / "reals.png")
+        write_model_summaries(run, [gan.generator, gan.discriminator])
+
+    if start < config.steps:
+        _train_until(config, run, gan, checkpoints, images, start, on_progress or _log_progress)
+    elif run.generator.exists():
+        log.info("run in %s already finished at step %d: nothing to do", run.root, start)
+        return gan
+    gan.generator.save(run.generator)
+    log.info("done: step %d, generator saved to %s", int(gan.step.numpy()), run.generator)
+    return gan
+
+
+def _train_until(config, run, gan, checkpoints, images, start, on_progress) -> None:
+    train_steps = make_train_steps(gan, images, config.batch)
+    metrics = MetricsLog(run, resume_step=start)
+    step = start
+    try:
+        while step < config.steps:
+            n = _steps_to_next_event(step, config)
+            began = time.perf_counter()
+            means = {name: float(value) for name, value in train_steps(tf.constant(n)).items()}
+            seconds = time.perf_counter() - began
+            gan.train_seconds.assign_add(seconds)
+            step = int(gan.step.numpy())
+            if not all(math.isfinite(value) for value in means.values()):
+                raise TrainingDiverged(
+                    f"a loss became NaN or infinite between steps {step - n} and {step} ({means}); "
+                    f"the last good checkpoint is kept in {run.checkpoints}"
+                )
+            if step % config.log_every == 0 or step == config.steps:
+                progress = Progress(step, config.steps, steps_per_s=n / seconds,
+                                    elapsed_s=float(gan.train_seconds.numpy()), **means)
+                metrics.write(progress.record())
+                on_progress(progress)
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                checkpoints.save(step)
+                metrics.image(step, save_grid(generate(gan), run.sample(step)))
+    finally:
+        metrics.close()
+
+
+def _steps_to_next_event(step: int, config: TrainConfig) -> int:
+    """Steps until the next log line, checkpoint or the end: one compiled call runs all of them."""
+    return min(
+        config.log_every - step % config.log_every,
+        config.checkpoint_every - step % config.checkpoint_every,
+        config.steps - step,
+    )
+
+
+def _check_run_dir(run: RunDir, config: TrainConfig, force: bool) -> None:
+    """Refuse a folder that holds a different run (unless forced): two runs must never mix."""
+    if run.config.exists() and not force:
+        try:
+            saved = json.loads(run.config.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"{run.config} is unreadable ({error}); use --force to start over there") from error
+        differences = config.differences(saved)
+        if differences:
+            raise ConfigError(
+                f"{run.root} holds a run with another configuration ({'; '.join(differences)}); "
+                "choose another --out, or --force to start a new run there"
+            )
+
+
+def _start_run_dir(run: RunDir, config: TrainConfig, force: bool) -> None:
+    if force and run.checkpoints.exists():
+        log.warning("--force: starting a new run in %s, its old checkpoints are removed", run.root)
+        for path in run.checkpoints.iterdir():
+            path.unlink()
+        run.metrics.unlink(missing_ok=True)
+    atomic_write_text(run.config, config.to_json())
+
+
+def _log_progress(progress: Progress) -> None:
+    log.info(
+        "step %d/%d  d_loss %.4f  g_loss %.4f  d_acc %.3f  %.1f steps/s  %.0fs",
+        progress.step, progress.steps, progress.d_loss, progress.g_loss, progress.d_accuracy,
+        progress.steps_per_s, progress.elapsed_s,
+    )
+
+
+def _digits(digit: int) -> str:
+    return "all digits" if digit == -1 else f"digit {digit}"
+
+
+def _device() -> str:
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"GPU ({', '.join(gpu.name for gpu in gpus)})" if gpus else "CPU (no GPU visible)"

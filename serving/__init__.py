@@ -1,0 +1,1 @@
+"""Generate MNIST digits from an exported generator with onnxruntime alone (never TensorFlow)."""
