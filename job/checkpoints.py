@@ -29,7 +29,7 @@ class Checkpoints:
         """Restore the newest checkpoint that reads back whole; returns its step, or 0 when there is none."""
         for path in reversed(self.manager.checkpoints):
             try:
-                self.checkpoint.read(path).assert_consumed()
+                self.checkpoint.restore(path).assert_existing_objects_matched()
             except Exception as error:  # truncated or corrupt files: TensorFlow raises several kinds
                 log.warning("checkpoint %s is unreadable (%s); trying the one before it", path, _first_line(error))
                 continue
@@ -41,7 +41,7 @@ class Checkpoints:
         if step not in self.steps():
             kept = ", ".join(map(str, self.steps())) or "none"
             raise FileNotFoundError(f"no checkpoint for step {step} in {self.folder} (kept: {kept})")
-        self.checkpoint.read(str(path)).assert_consumed()
+        self.checkpoint.restore(str(path)).assert_existing_objects_matched()
 
 
 def step_of(path: str | Path) -> int:

@@ -28,23 +28,40 @@ def main(verbose: bool) -> None:
 
 
 @main.command()
-@_option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-         help="Run directory: checkpoints, samples, metrics, the final models. Same --out again resumes.")
-@_option("--data", type=click.Path(path_type=Path), default=None,
-         help="MNIST as a Keras-style .npz or a folder of the four IDX files (.gz or not). "
-              "Default: keras.datasets.mnist's download.")
+@_option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Run directory: checkpoints, samples, metrics, the final models. Same --out again resumes.",
+)
+@_option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="MNIST as a Keras-style .npz or a folder of the four IDX files (.gz or not). "
+    "Default: keras.datasets.mnist's download.",
+)
 @_option("--digit", type=click.IntRange(-1, 9), default=-1, help="Train on one digit only; -1 for all.")
 @_option("--steps", type=click.IntRange(min=1), default=50_000, help="Training steps in all.")
-@_option("--batch", type=click.IntRange(min=2), default=32,
-         help="Images per step: half real and half generated for the discriminator, all for the generator.")
+@_option(
+    "--batch",
+    type=click.IntRange(min=2),
+    default=32,
+    help="Images per step: half real and half generated for the discriminator, all for the generator.",
+)
 @_option("--latent-dim", type=click.IntRange(min=1), default=100, help="Size of the generator's input.")
-@_option("--checkpoint-every", type=click.IntRange(min=1), default=500,
-         help="Steps between checkpoints and sample grids.")
+@_option(
+    "--checkpoint-every", type=click.IntRange(min=1), default=500, help="Steps between checkpoints and sample grids."
+)
 @_option("--log-every", type=click.IntRange(min=1), default=100, help="Steps between metrics lines.")
 @_option("--keep-checkpoints", type=click.IntRange(min=1), default=3, help="How many checkpoints to keep.")
 @_option("--seed", type=int, default=0, help="Random seed: the same seed gives the same run, bit for bit.")
-@_option("--preset", type=click.Choice(["default", "seed"]), default="default",
-         help="'seed' is the original tutorial exactly; 'default' adds measured improvements (README).")
+@_option(
+    "--preset",
+    type=click.Choice(["default", "seed"]),
+    default="default",
+    help="'seed' is the original tutorial exactly; 'default' adds measured improvements (README).",
+)
 @_option("--force", is_flag=True, help="Start a new run in an --out that holds a run of another configuration.")
 def train(force: bool, **options) -> None:
     """Train to completion (resuming when --out holds a run), then save the generator."""
@@ -68,12 +85,15 @@ def _progress_reporter(total: int):
     """A progress bar on a terminal; plain log lines (from the training loop) in container logs."""
     if not sys.stderr.isatty():
         return None
-    bar = click.progressbar(length=total, file=sys.stderr, show_pos=True, show_eta=True,
-                            item_show_func=lambda text: text, width=24)
+    bar = click.progressbar(
+        length=total, file=sys.stderr, show_pos=True, show_eta=True, item_show_func=lambda text: text, width=24
+    )
 
     def report(progress) -> None:
-        text = (f"d_loss {progress.d_loss:.3f}  g_loss {progress.g_loss:.3f}  "
-                f"d_acc {progress.d_accuracy:.2f}  {progress.steps_per_s:.0f} steps/s")
+        text = (
+            f"d_loss {progress.d_loss:.3f}  g_loss {progress.g_loss:.3f}  "
+            f"d_acc {progress.d_accuracy:.2f}  {progress.steps_per_s:.0f} steps/s"
+        )
         bar.update(progress.step - bar.pos, text)  # a resumed run's first update jumps to where it stands
         if progress.step >= total:
             bar.render_finish()

@@ -64,48 +64,66 @@ def build_gan(config: TrainConfig) -> Gan:
     )
 
 
-def make_train_steps(gan: Gan, images: np.ndarray, batch: int, jit_compile: bool = True):
-    """A compiled function running `n` training steps in one call, the training set resident on the device.
+class TrainStep:
+    """The tutorial's training step, explicit: the discriminator's half, then the generator's half.
 
-    Returns the mean d_loss, g_loss and d_accuracy over those steps. One step is the tutorial's:
-    the discriminator learns from batch/2 real and batch/2 generated images (labels 1 and 0), then the
+    The discriminator learns from batch/2 real and batch/2 generated images (labels 1 and 0); then the
     generator learns, through the discriminator, to make `batch` latents pass as real.
     """
-    reals = tf.constant(images)
-    count, half = tf.shape(reals)[0], batch // 2
-    latent_dim = gan.generator.input_shape[-1]
-    bce = keras.losses.BinaryCrossentropy()
-    d_labels = tf.concat([tf.ones([half, 1]), tf.zeros([half, 1])], axis=0)
-    g_labels = tf.ones([batch, 1])
-    d_vars, g_vars = gan.discriminator.trainable_variables, gan.generator.trainable_variables
 
-    def one_step():
-        real = tf.gather(reals, gan.rng.uniform([half], 0, count, dtype=tf.int32))
+    def __init__(self, gan: Gan, images: np.ndarray, batch: int) -> None:
+        self.gan = gan
+        self.reals = tf.constant(images)  # the whole training set, resident on the device
+        self.half, self.batch = batch // 2, batch
+        self.latent_dim = gan.generator.input_shape[-1]
+        self.bce = keras.losses.BinaryCrossentropy()
+        self.d_labels = tf.concat([tf.ones([self.half, 1]), tf.zeros([self.half, 1])], axis=0)
+
+    def discriminator_step(self) -> tuple[tf.Tensor, tf.Tensor]:
+        gan = self.gan
+        picks = gan.rng.uniform([self.half], 0, tf.shape(self.reals)[0], dtype=tf.int32)
+        real = tf.gather(self.reals, picks)
         # Inference mode, as the tutorial's generator.predict(): BatchNorm uses its moving statistics here.
-        fake = gan.generator(gan.rng.normal([half, latent_dim]), training=False)
+        fake = gan.generator(gan.rng.normal([self.half, self.latent_dim]), training=False)
+        d_vars = gan.discriminator.trainable_variables
         with tf.GradientTape() as tape:
             d_out = gan.discriminator(tf.concat([real, fake], axis=0), training=True)
-            d_loss = bce(d_labels, d_out)
-        gan.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_vars), d_vars))
-        d_accuracy = tf.reduce_mean(tf.cast(tf.equal(d_out > 0.5, d_labels > 0.5), tf.float32))
+            d_loss = self.bce(self.d_labels, d_out)
+        gan.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_vars), d_vars, strict=True))
+        d_accuracy = tf.reduce_mean(tf.cast(tf.equal(d_out > 0.5, self.d_labels > 0.5), tf.float32))
+        return d_loss, d_accuracy
 
+    def generator_step(self) -> tf.Tensor:
+        gan = self.gan
+        g_vars = gan.generator.trainable_variables
         with tf.GradientTape() as tape:
-            d_on_fake = gan.discriminator(gan.generator(gan.rng.normal([batch, latent_dim]), training=True))
-            g_loss = bce(g_labels, d_on_fake)
+            fake = gan.generator(gan.rng.normal([self.batch, self.latent_dim]), training=True)
+            g_loss = self.bce(tf.ones([self.batch, 1]), gan.discriminator(fake, training=False))
         # Only the generator's variables: the discriminator stays frozen in the generator's step.
-        gan.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars))
-        gan.step.assign_add(1)
-        return d_loss, g_loss, d_accuracy
+        gan.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars, strict=True))
+        return g_loss
 
-    @tf.function(jit_compile=jit_compile)
-    def train_steps(n: tf.Tensor) -> dict[str, tf.Tensor]:
-        totals = [tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)]
-        for _ in tf.range(n):
-            totals = [total + value for total, value in zip(totals, one_step())]
-        n_float = tf.cast(n, tf.float32)
-        return {name: total / n_float for name, total in zip(("d_loss", "g_loss", "d_accuracy"), totals)}
+    def compiled(self, jit_compile: bool = True):
+        """One call runs `n` whole steps with no host round trip; returns the means of the step's metrics."""
 
-    return train_steps
+        @tf.function(jit_compile=jit_compile)
+        def train_steps(n: tf.Tensor) -> dict[str, tf.Tensor]:
+            d_loss_sum, g_loss_sum, d_accuracy_sum = tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
+            for _ in tf.range(n):
+                d_loss, d_accuracy = self.discriminator_step()
+                g_loss = self.generator_step()
+                self.gan.step.assign_add(1)
+                d_loss_sum += d_loss
+                g_loss_sum += g_loss
+                d_accuracy_sum += d_accuracy
+            n_float = tf.cast(n, tf.float32)
+            return {
+                "d_loss": d_loss_sum / n_float,
+                "g_loss": g_loss_sum / n_float,
+                "d_accuracy": d_accuracy_sum / n_float,
+            }
+
+        return train_steps
 
 
 def generate(gan: Gan, latents: tf.Tensor | None = None) -> np.ndarray:

@@ -14,7 +14,7 @@ import tensorflow as tf
 from job.checkpoints import Checkpoints
 from job.config import ConfigError, TrainConfig
 from job.data import load_mnist, training_images
-from job.gan import Gan, build_gan, generate, make_train_steps
+from job.gan import Gan, TrainStep, build_gan, generate
 from job.outputs import MetricsLog, RunDir, save_grid, write_model_summaries
 from serving.files import atomic_write_text
 
@@ -77,7 +77,7 @@ def train(config: TrainConfig, force: bool = False, on_progress: Callable[[Progr
 
 
 def _train_until(config, run, gan, checkpoints, images, start, on_progress) -> None:
-    train_steps = make_train_steps(gan, images, config.batch)
+    train_steps = TrainStep(gan, images, config.batch).compiled()
     metrics = MetricsLog(run, resume_step=start)
     step = start
     try:
@@ -94,8 +94,9 @@ def _train_until(config, run, gan, checkpoints, images, start, on_progress) -> N
                     f"the last good checkpoint is kept in {run.checkpoints}"
                 )
             if step % config.log_every == 0 or step == config.steps:
-                progress = Progress(step, config.steps, steps_per_s=n / seconds,
-                                    elapsed_s=float(gan.train_seconds.numpy()), **means)
+                progress = Progress(
+                    step, config.steps, steps_per_s=n / seconds, elapsed_s=float(gan.train_seconds.numpy()), **means
+                )
                 metrics.write(progress.record())
                 on_progress(progress)
             if step % config.checkpoint_every == 0 or step == config.steps:
@@ -141,8 +142,13 @@ def _start_run_dir(run: RunDir, config: TrainConfig, force: bool) -> None:
 def _log_progress(progress: Progress) -> None:
     log.info(
         "step %d/%d  d_loss %.4f  g_loss %.4f  d_acc %.3f  %.1f steps/s  %.0fs",
-        progress.step, progress.steps, progress.d_loss, progress.g_loss, progress.d_accuracy,
-        progress.steps_per_s, progress.elapsed_s,
+        progress.step,
+        progress.steps,
+        progress.d_loss,
+        progress.g_loss,
+        progress.d_accuracy,
+        progress.steps_per_s,
+        progress.elapsed_s,
     )
 
 

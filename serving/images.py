@@ -26,9 +26,7 @@ def grid(images: np.ndarray, columns: int | None = None, scale: int = 1, padding
     count, height, width = images.shape
     columns = columns or grid_columns(count)
     rows = math.ceil(count / columns)
-    canvas = np.zeros(
-        (rows * (height + padding) + padding, columns * (width + padding) + padding), dtype=np.uint8
-    )
+    canvas = np.zeros((rows * (height + padding) + padding, columns * (width + padding) + padding), dtype=np.uint8)
     for index, image in enumerate(images):
         row, column = divmod(index, columns)
         top, left = padding + row * (height + padding), padding + column * (width + padding)

@@ -1,0 +1,32 @@
+"""Shared fixtures: a 1,000-image real MNIST subset (tests/data/mnist_small.npz, the first images of each split)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SMALL_MNIST = Path(__file__).parent / "data" / "mnist_small.npz"
+
+
+@pytest.fixture
+def small_mnist() -> Path:
+    return SMALL_MNIST
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a console script of this package the way a user or a container does, in a fresh process."""
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from job.cli import main; sys.exit(main())", *args]
+        if args[0] != "gan-digits"
+        else [sys.executable, "-c", "import sys; from serving.cli import main; sys.exit(main())", *args[1:]],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )

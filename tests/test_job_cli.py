@@ -1,0 +1,48 @@
+"""`gan-job train` as a user or a container runs it: flags or GAN_* variables, one-line errors with exit code 2."""
+
+import json
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+def test_every_option_can_come_from_a_gan_environment_variable(tmp_path, small_mnist):
+    env = {"GAN_OUT": str(tmp_path), "GAN_DATA": str(small_mnist), "GAN_STEPS": "40", "GAN_CHECKPOINT_EVERY": "20",
+           "GAN_LOG_EVERY": "20", "GAN_DIGIT": "3", "GAN_SEED": "5", "GAN_PRESET": "seed", "GAN_BATCH": "16",
+           "GAN_LATENT_DIM": "64", "GAN_KEEP_CHECKPOINTS": "1"}
+    result = run_cli("train", env=env)
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert {k: saved[k] for k in ("steps", "digit", "seed", "preset", "batch", "latent_dim", "keep_checkpoints")} == {
+        "steps": 40, "digit": 3, "seed": 5, "preset": "seed", "batch": 16, "latent_dim": 64, "keep_checkpoints": 1}
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.index")) == ["ckpt-40.index"]
+    # Not a terminal: plain progress lines, one per log interval, for container logs.
+    assert "step 20/40" in result.stderr and "step 40/40" in result.stderr
+    assert "on CPU" in result.stderr or "on GPU" in result.stderr
+
+
+def test_help_shows_defaults_and_environment_variables():
+    result = run_cli("train", "--help")
+    assert result.returncode == 0
+    for text in ("GAN_STEPS", "GAN_OUT", "GAN_DATA", "default: 50000", "--preset"):
+        assert text in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--digit", "12"], "--digit"),
+        (["--batch", "31"], "--batch must be even"),
+        (["--steps", "0"], "--steps"),
+        (["--preset", "fancy"], "--preset"),
+        (["--data", "/nonexistent/mnist.npz"], "data not found: /nonexistent/mnist.npz"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2_with_nothing_written(tmp_path, small_mnist, args, message):
+    out = tmp_path / "run"
+    result = run_cli("train", "--out", str(out), "--data", str(small_mnist), "--steps", "10", *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
