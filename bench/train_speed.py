@@ -29,9 +29,7 @@ from job.models import build_discriminator, build_generator  # noqa: E402
 
 
 def job_steps_per_s(images: np.ndarray, steps: int, jit_compile: bool) -> float:
-    train_steps = TrainStep(build_gan(TrainConfig(out=Path("unused"), preset="seed")), images, 32).compiled(
-        jit_compile
-    )
+    train_steps = TrainStep(build_gan(TrainConfig(out=Path("unused"), preset="seed")), images, 32).compiled(jit_compile)
     train_steps(np.int32(10))  # compile
     chunk = 500
     began = time.perf_counter()

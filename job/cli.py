@@ -125,3 +125,32 @@ def _setup_logging(verbose: bool) -> None:
     if not verbose:
         for noisy in ("tensorflow", "absl", "h5py", "tf2onnx"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@main.command()
+@_option(
+    "--run",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="A run directory written by gan-job train.",
+)
+@_option("--step", type=click.IntRange(min=1), default=None, help="A kept checkpoint's step [default: the newest].")
+@_option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The ONNX file to write [default: RUN/generator.onnx].",
+)
+def export(run: Path, step: int | None, out: Path | None) -> None:
+    """Export the generator of a run's checkpoint to ONNX (checked against Keras, written atomically)."""
+    _run(lambda: _export(run, step, out))
+
+
+def _export(run_path: Path, step: int | None, out: Path | None) -> None:
+    from job.export import export_onnx, metadata
+    from job.run import load_run
+
+    config, gan, restored = load_run(run_path, step)
+    out = out or run_path / "generator.onnx"
+    export_onnx(gan.generator, out, metadata(config.latent_dim, config.digit, restored, config.preset))
+    click.echo(f"exported step {restored} of {run_path} to {out}", err=True)

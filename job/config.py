@@ -67,6 +67,15 @@ class TrainConfig:
         values["hyperparameters"] = dataclasses.asdict(self.hyper)
         return values
 
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """The configuration a run directory's config.json holds."""
+        fields = {field.name for field in dataclasses.fields(cls)}
+        known = {key: value for key, value in values.items() if key in fields}
+        known["out"] = Path(known["out"])
+        known["data"] = None if known.get("data") is None else Path(known["data"])
+        return cls(**known)
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 

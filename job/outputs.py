@@ -47,6 +47,13 @@ def save_grid(images: np.ndarray, path: Path) -> np.ndarray:
     return np.asarray(picture)
 
 
+def save_keras_atomically(model: keras.Model, path: Path) -> None:
+    # Keras wants a .keras name: save beside the target under a hidden one, then rename over it.
+    temporary = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(temporary)
+    os.replace(temporary, path)
+
+
 class MetricsLog:
     """metrics.jsonl (one JSON object per log interval) and the same scalars in TensorBoard."""
 

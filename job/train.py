@@ -14,8 +14,9 @@ import tensorflow as tf
 from job.checkpoints import Checkpoints
 from job.config import ConfigError, TrainConfig
 from job.data import load_mnist, training_images
+from job.export import export_onnx, metadata
 from job.gan import Gan, TrainStep, build_gan, generate
-from job.outputs import MetricsLog, RunDir, save_grid, write_model_summaries
+from job.outputs import MetricsLog, RunDir, save_grid, save_keras_atomically, write_model_summaries
 from serving.files import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -68,12 +69,19 @@ def train(config: TrainConfig, force: bool = False, on_progress: Callable[[Progr
 
     if start < config.steps:
         _train_until(config, run, gan, checkpoints, images, start, on_progress or _log_progress)
-    elif run.generator.exists():
+    elif run.generator.exists() and run.onnx.exists():
         log.info("run in %s already finished at step %d: nothing to do", run.root, start)
         return gan
-    gan.generator.save(run.generator)
-    log.info("done: step %d, generator saved to %s", int(gan.step.numpy()), run.generator)
+    save_final_models(gan, config, run)
     return gan
+
+
+def save_final_models(gan: Gan, config: TrainConfig, run: RunDir) -> None:
+    """generator.keras and generator.onnx, each written atomically."""
+    step = int(gan.step.numpy())
+    save_keras_atomically(gan.generator, run.generator)
+    export_onnx(gan.generator, run.onnx, metadata(config.latent_dim, config.digit, step, config.preset))
+    log.info("done: step %d, generator saved to %s and %s", step, run.generator, run.onnx)
 
 
 def _train_until(config, run, gan, checkpoints, images, start, on_progress) -> None:

@@ -19,6 +19,23 @@ def small_mnist() -> Path:
     return SMALL_MNIST
 
 
+def short_run_config(out: Path, data: Path = SMALL_MNIST, **overrides):
+    """A real training run small enough for a test: 300 steps on 1,000 images."""
+    from job.config import TrainConfig
+
+    options = {"steps": 300, "checkpoint_every": 100, "log_every": 50, "seed": 7} | overrides
+    return TrainConfig(out=out, data=data, **options)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """One finished short run for the whole session: (run directory, final training state)."""
+    from job.train import train
+
+    out = tmp_path_factory.mktemp("run")
+    return out, train(short_run_config(out))
+
+
 def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run a console script of this package the way a user or a container does, in a fresh process."""
     return subprocess.run(

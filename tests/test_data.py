@@ -31,8 +31,12 @@ def test_npz_loads_with_kerass_keys(small_mnist):
 @pytest.mark.parametrize("compress", [False, True])
 @pytest.mark.parametrize("dotted", [False, True])
 def test_idx_folder_loads_gzipped_or_not(tmp_path, arrays, compress, dotted):
-    for key, stem in [("x_train", "train-images-idx3-ubyte"), ("y_train", "train-labels-idx1-ubyte"),
-                      ("x_test", "t10k-images-idx3-ubyte"), ("y_test", "t10k-labels-idx1-ubyte")]:
+    for key, stem in [
+        ("x_train", "train-images-idx3-ubyte"),
+        ("y_train", "train-labels-idx1-ubyte"),
+        ("x_test", "t10k-images-idx3-ubyte"),
+        ("y_test", "t10k-labels-idx1-ubyte"),
+    ]:
         name = stem.replace("-idx", ".idx") if dotted else stem
         write_idx(tmp_path / (name + (".gz" if compress else "")), arrays[key], compress)
     mnist = load_mnist(tmp_path)

@@ -8,14 +8,31 @@ from tests.conftest import run_cli
 
 
 def test_every_option_can_come_from_a_gan_environment_variable(tmp_path, small_mnist):
-    env = {"GAN_OUT": str(tmp_path), "GAN_DATA": str(small_mnist), "GAN_STEPS": "40", "GAN_CHECKPOINT_EVERY": "20",
-           "GAN_LOG_EVERY": "20", "GAN_DIGIT": "3", "GAN_SEED": "5", "GAN_PRESET": "seed", "GAN_BATCH": "16",
-           "GAN_LATENT_DIM": "64", "GAN_KEEP_CHECKPOINTS": "1"}
+    env = {
+        "GAN_OUT": str(tmp_path),
+        "GAN_DATA": str(small_mnist),
+        "GAN_STEPS": "40",
+        "GAN_CHECKPOINT_EVERY": "20",
+        "GAN_LOG_EVERY": "20",
+        "GAN_DIGIT": "3",
+        "GAN_SEED": "5",
+        "GAN_PRESET": "seed",
+        "GAN_BATCH": "16",
+        "GAN_LATENT_DIM": "64",
+        "GAN_KEEP_CHECKPOINTS": "1",
+    }
     result = run_cli("train", env=env)
     assert result.returncode == 0, result.stderr
     saved = json.loads((tmp_path / "config.json").read_text())
     assert {k: saved[k] for k in ("steps", "digit", "seed", "preset", "batch", "latent_dim", "keep_checkpoints")} == {
-        "steps": 40, "digit": 3, "seed": 5, "preset": "seed", "batch": 16, "latent_dim": 64, "keep_checkpoints": 1}
+        "steps": 40,
+        "digit": 3,
+        "seed": 5,
+        "preset": "seed",
+        "batch": 16,
+        "latent_dim": 64,
+        "keep_checkpoints": 1,
+    }
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.index")) == ["ckpt-40.index"]
     # Not a terminal: plain progress lines, one per log interval, for container logs.
     assert "step 20/40" in result.stderr and "step 40/40" in result.stderr

@@ -1,75 +1,70 @@
 """A short real training run leaves a complete run directory, and resumes bit for bit."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from job.config import ConfigError, TrainConfig
+from job.config import ConfigError
 from job.train import train
+from tests.conftest import short_run_config
 
 pytestmark = pytest.mark.slow
 
 
-def config(out: Path, data: Path, **overrides) -> TrainConfig:
-    options = {"steps": 300, "checkpoint_every": 100, "log_every": 50, "seed": 7} | overrides
-    return TrainConfig(out=out, data=data, **options)
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    data = Path(__file__).parent / "data" / "mnist_small.npz"
-    gan = train(config(out, data))
-    return out, gan
-
-
-def test_run_directory_holds_everything_a_user_needs(finished_run):
-    out, _ = finished_run
-    for name in ("config.json", "metrics.jsonl", "generator.keras", "model.txt",
-                 "samples/reals.png", "samples/step_000100.png", "samples/step_000300.png"):
+def test_run_directory_holds_everything_a_user_needs(trained_run):
+    out, _ = trained_run
+    for name in (
+        "config.json",
+        "metrics.jsonl",
+        "generator.keras",
+        "generator.onnx",
+        "model.txt",
+        "samples/reals.png",
+        "samples/step_000100.png",
+        "samples/step_000300.png",
+    ):
         assert (out / name).is_file(), name
     assert any((out / "tensorboard").iterdir())
     assert "generator" in (out / "model.txt").read_text() and "discriminator" in (out / "model.txt").read_text()
     assert json.loads((out / "config.json").read_text())["steps"] == 300
 
 
-def test_checkpoints_follow_the_interval_counting_steps_from_one(finished_run):
-    out, _ = finished_run
+def test_checkpoints_follow_the_interval_counting_steps_from_one(trained_run):
+    out, _ = trained_run
     names = sorted(p.name for p in (out / "checkpoints").glob("*.index"))
     assert names == ["ckpt-100.index", "ckpt-200.index", "ckpt-300.index"]
 
 
-def test_metrics_have_one_line_per_log_interval(finished_run):
-    out, _ = finished_run
+def test_metrics_have_one_line_per_log_interval(trained_run):
+    out, _ = trained_run
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [50, 100, 150, 200, 250, 300]
     assert set(records[0]) == {"step", "d_loss", "g_loss", "d_accuracy", "steps_per_s", "elapsed_s"}
     assert all(np.isfinite(r["d_loss"]) and np.isfinite(r["g_loss"]) for r in records)
 
 
-def test_sample_grids_are_4x4_pictures_that_change_as_training_goes(finished_run):
-    out, _ = finished_run
+def test_sample_grids_are_4x4_pictures_that_change_as_training_goes(trained_run):
+    out, _ = trained_run
     first = np.asarray(Image.open(out / "samples/step_000100.png"))
     last = np.asarray(Image.open(out / "samples/step_000300.png"))
     assert first.shape == last.shape == (2 * (4 * 30 + 2),) * 2  # 4 tiles of 28 px + 2 px borders, scaled 2x
     assert not np.array_equal(first, last)
 
 
-def test_the_same_command_again_says_finished(finished_run, caplog):
-    out, _ = finished_run
+def test_the_same_command_again_says_finished(trained_run, caplog):
+    out, _ = trained_run
     caplog.set_level("INFO")
-    gan = train(config(out, Path(__file__).parent / "data" / "mnist_small.npz"))
+    gan = train(short_run_config(out))
     assert int(gan.step.numpy()) == 300
     assert "already finished" in caplog.text
 
 
-def test_a_resumed_run_ends_with_the_same_weights_bit_for_bit(finished_run, tmp_path, small_mnist):
-    _, uninterrupted = finished_run
-    train(config(tmp_path, small_mnist, steps=200))  # stops after the checkpoint of step 200 ...
-    resumed = train(config(tmp_path, small_mnist, steps=300))  # ... and a second start goes on to 300
+def test_a_resumed_run_ends_with_the_same_weights_bit_for_bit(trained_run, tmp_path, small_mnist):
+    _, uninterrupted = trained_run
+    train(short_run_config(tmp_path, small_mnist, steps=200))  # stops after the checkpoint of step 200 ...
+    resumed = train(short_run_config(tmp_path, small_mnist, steps=300))  # ... and a second start goes on to 300
     for a, b in zip(uninterrupted.generator.weights, resumed.generator.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     for a, b in zip(uninterrupted.discriminator.weights, resumed.discriminator.weights, strict=True):
@@ -78,7 +73,7 @@ def test_a_resumed_run_ends_with_the_same_weights_bit_for_bit(finished_run, tmp_
     assert steps == [50, 100, 150, 200, 250, 300]
 
 
-def test_an_out_folder_with_another_run_is_refused(finished_run, small_mnist):
-    out, _ = finished_run
+def test_an_out_folder_with_another_run_is_refused(trained_run, small_mnist):
+    out, _ = trained_run
     with pytest.raises(ConfigError, match="digit: run has -1, asked for 4"):
-        train(config(out, small_mnist, digit=4))
+        train(short_run_config(out, small_mnist, digit=4))

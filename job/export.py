@@ -1,0 +1,79 @@
+"""The generator leaves the job as an ONNX model: named inputs and outputs, metadata, checked against Keras."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+import onnx
+import tensorflow as tf
+
+from job import __version__
+from serving.files import atomic_write_bytes
+from serving.model import BATCH_DIM, IMAGE_OUTPUT, LATENT_INPUT
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+TOLERANCE = 1e-5  # max abs difference between onnxruntime's and Keras' images on the same latents
+
+
+class ExportError(RuntimeError):
+    """The exported model does not reproduce the Keras generator; nothing was written."""
+
+
+def export_onnx(generator: keras.Model, path: Path, metadata: dict[str, object]) -> float:
+    """Write `generator` (inference mode) to `path` as ONNX, atomically, after checking it; returns the max abs diff."""
+    import tf2onnx  # imported here: it is slow to import and only export needs it
+
+    latent_dim = int(generator.input_shape[-1])
+
+    # A plain function of the latents, with the input and output names that serving relies on.
+    @tf.function(input_signature=[tf.TensorSpec([None, latent_dim], tf.float32, name=LATENT_INPUT)])
+    def generate(z):
+        # onnxruntime's tanh can overshoot by an ulp or two: the contract is [-1, 1], so clip.
+        return {IMAGE_OUTPUT: tf.clip_by_value(generator(z, training=False), -1.0, 1.0)}
+
+    model, _ = tf2onnx.convert.from_function(generate, input_signature=generate.input_signature, opset=OPSET)
+    _name_batch_dimension(model)
+    model.doc_string = "mnist-gan generator: latents z [batch, latent_dim] -> images [batch, 28, 28, 1] in [-1, 1]"
+    onnx.helper.set_model_props(model, {key: str(value) for key, value in metadata.items()})
+    onnx.checker.check_model(model)
+    data = model.SerializeToString()
+
+    difference = _compare_with_keras(generator, data, latent_dim)
+    if not difference <= TOLERANCE:
+        raise ExportError(f"ONNX output differs from Keras' by {difference:.2e} (> {TOLERANCE:g}); nothing written")
+    atomic_write_bytes(path, data)
+    log.info("exported %s (max abs difference to Keras %.1e)", path, difference)
+    return difference
+
+
+def metadata(latent_dim: int, digit: int, step: int, preset: str) -> dict[str, object]:
+    return {
+        "latent_dim": latent_dim,
+        "digit": digit,
+        "step": step,
+        "preset": preset,
+        "version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _name_batch_dimension(model: onnx.ModelProto) -> None:
+    # tf2onnx calls the dynamic batch dimension 'unk__N'; serving and users see 'batch'.
+    for value in [*model.graph.input, *model.graph.output]:
+        value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
+
+
+def _compare_with_keras(generator: keras.Model, data: bytes, latent_dim: int) -> float:
+    import onnxruntime
+
+    latents = np.random.default_rng(12345).standard_normal((64, latent_dim)).astype(np.float32)
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    (onnx_images,) = session.run([IMAGE_OUTPUT], {LATENT_INPUT: latents})
+    keras_images = generator(latents, training=False).numpy()
+    return float(np.max(np.abs(onnx_images - keras_images)))

@@ -1,0 +1,34 @@
+"""Reopening a finished (or running) run directory: its configuration and the state of one of its checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from job.checkpoints import Checkpoints
+from job.config import ConfigError, TrainConfig
+from job.gan import Gan, build_gan
+from job.outputs import RunDir
+
+
+def load_run(root: Path, step: int | None = None) -> tuple[TrainConfig, Gan, int]:
+    """The run's config, its GAN restored from checkpoint `step` (the newest by default), and that step."""
+    run = RunDir(root)
+    try:
+        config = TrainConfig.from_dict(json.loads(run.config.read_text(encoding="utf-8")))
+    except FileNotFoundError as error:
+        raise ConfigError(f"{root} is not a run directory: it has no config.json") from error
+    except (ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"{run.config} is not a valid run configuration: {error}") from error
+    gan = build_gan(config)
+    checkpoints = Checkpoints(run.checkpoints, gan.checkpoint(), keep=config.keep_checkpoints)
+    if step is None:
+        step = checkpoints.restore_latest()
+        if step == 0:
+            raise ConfigError(f"{root} has no readable checkpoint yet")
+    elif step not in checkpoints.steps():
+        kept = ", ".join(map(str, checkpoints.steps())) or "none"
+        raise ConfigError(f"{root} keeps no checkpoint of step {step} (kept: {kept})")
+    else:
+        checkpoints.restore_step(step)
+    return config, gan, step
