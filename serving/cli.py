@@ -224,24 +224,12 @@ def _writing(out: Path):
 
 
 def _write_npy(batches, count: int, out: Path) -> None:
-    # Filled batch by batch through a memory map, so 100,000 digits never sit in memory at once.
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(handle)
-    try:
-        array = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=(count, 28, 28))
-        position = 0
+    # The .npy header first, then each batch as it comes: 100,000 digits never sit in memory at once.
+    with atomic_write(out) as file:
+        header = {"descr": np.dtype(np.uint8).str, "fortran_order": False, "shape": (count, 28, 28)}
+        np.lib.format.write_array_header_1_0(file, header)
         for images in batches:
-            array[position : position + len(images)] = images
-            position += len(images)
-        array.flush()
-        del array
-        with open(temporary, "rb+") as file:
-            os.fsync(file.fileno())
-        os.replace(temporary, out)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+            file.write(np.ascontiguousarray(images).tobytes())
 
 
 def _write_png_folder(batches, out: Path, scale: int) -> None:

@@ -209,3 +209,32 @@ def test_console_script_runs_in_a_fresh_process(model, tmp_path):
     result = run_cli("gan-digits", "generate", "--model", str(model), "-n", "4", "--out", str(tmp_path / "g.png"))
     assert result.returncode == 0, result.stderr
     assert "wrote 4 digits" in result.stderr
+
+
+def test_large_counts_are_generated_batch_by_batch(model, tmp_path, monkeypatch):
+    from serving.model import Generator
+
+    seen = []
+    original = Generator.generate
+
+    def recording(self, latents, labels=None):
+        seen.append(len(latents))
+        return original(self, latents, labels)
+
+    monkeypatch.setattr(Generator, "generate", recording)
+    result = gan_digits(
+        "generate",
+        "--model",
+        model,
+        "-n",
+        "5000",
+        "--batch-size",
+        "1024",
+        "--format",
+        "npy",
+        "--out",
+        tmp_path / "d.npy",
+    )
+    assert result.exit_code == 0
+    assert seen == [1024, 1024, 1024, 1024, 904]
+    assert np.load(tmp_path / "d.npy", mmap_mode="r").shape == (5000, 28, 28)
