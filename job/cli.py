@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -103,6 +104,9 @@ def _progress_reporter(total: int):
 
 def _run(work) -> None:
     """Run `work`, turning the user's mistakes into one line and exit code 2 instead of a traceback."""
+    if importlib.util.find_spec("tensorflow") is None:
+        click.echo("Error: gan-job needs the training stack: pip install 'mnist-gan[train]'", err=True)
+        sys.exit(EXIT_BAD_INPUT)
     from job.config import ConfigError
     from job.data import DataError
 
