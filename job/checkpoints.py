@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+import shutil
 from pathlib import Path
 
 import tensorflow as tf
@@ -23,7 +25,15 @@ class Checkpoints:
         return [step_of(path) for path in self.manager.checkpoints]
 
     def save(self, step: int) -> Path:
-        return Path(self.manager.save(checkpoint_number=step))
+        try:
+            return Path(self.manager.save(checkpoint_number=step))
+        except tf.errors.OpError as error:  # a full disk or a lost volume: the earlier checkpoints are intact
+            shutil.rmtree(self.folder / f"{PREFIX}-{step}_temp", ignore_errors=True)  # TensorFlow's partial files
+            reason = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]", "", error.message)  # drop TensorFlow's op names
+            raise OSError(
+                f"cannot write the checkpoint of step {step} ({reason}); the checkpoints before it are intact, "
+                "run again to resume once the volume is fixed"
+            ) from error
 
     def restore_latest(self) -> int:
         """Restore the newest checkpoint that reads back whole; returns its step, or 0 when there is none."""

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
 
-EXIT_BAD_INPUT = 2
+# Exit codes (README.md, "Exit codes"; the Kubernetes podFailurePolicy relies on them).
+EXIT_DONE = 0
+EXIT_BAD_INPUT = 2  # bad configuration, data or output volume, or training diverged: retrying cannot help
+EXIT_INTERRUPTED = 75  # SIGTERM or SIGINT: a checkpoint was written, starting again resumes (EX_TEMPFAIL)
 
 
 def _option(name: str, **kwargs):
@@ -79,7 +85,32 @@ def _train(config, force: bool) -> None:
     from job.train import train
 
     logging.getLogger("job").info("configuration: %s", json.dumps(config.to_dict(), sort_keys=True))
-    train(config, force=force, on_progress=_progress_reporter(config.steps))
+    with _stop_on_signals() as stop:
+        train(config, force=force, on_progress=_progress_reporter(config.steps), stop=stop)
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """SIGTERM or SIGINT set an event the training loop checks between compiled calls; a second one aborts."""
+    stop = threading.Event()
+
+    def handle(signum, _frame) -> None:
+        if stop.is_set():  # asked twice: stop now, without a checkpoint
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        stop.set()
+        logging.getLogger("job").warning(
+            "%s: stopping after the steps under way, writing a checkpoint (send it again to abort at once)",
+            signal.Signals(signum).name,
+        )
+
+    previous = {signum: signal.signal(signum, handle) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _progress_reporter(total: int):
@@ -109,12 +140,30 @@ def _run(work) -> None:
         sys.exit(EXIT_BAD_INPUT)
     from job.config import ConfigError
     from job.data import DataError
+    from job.export import ExportError
+    from job.train import Interrupted, TrainingDiverged
 
     try:
         work()
-    except (ConfigError, DataError) as error:
-        click.echo(f"Error: {error}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
+    except (ConfigError, DataError, TrainingDiverged) as error:
+        _fail(str(error), EXIT_BAD_INPUT)
+    except OSError as error:  # an output volume that is read-only, full or gone
+        _fail(_describe(error), EXIT_BAD_INPUT)
+    except Interrupted as error:
+        _fail(str(error), EXIT_INTERRUPTED)
+    except ExportError as error:
+        _fail(str(error), 1)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def _describe(error: OSError) -> str:
+    if error.filename and error.strerror:
+        return f"cannot write {error.filename}: {error.strerror}"
+    return str(error)
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -35,6 +35,20 @@ class RunDir:
         self.onnx = self.root / "generator.onnx"
         self.model_txt = self.root / "model.txt"
 
+    def outputs(self) -> list[Path]:
+        """Everything a run writes besides config.json."""
+        return [
+            self.checkpoints,
+            self.samples,
+            self.metrics,
+            self.tensorboard,
+            self.generator,
+            self.onnx,
+            self.model_txt,
+            self.root / "generator.png",
+            self.root / "discriminator.png",
+        ]
+
     def sample(self, step: int) -> Path:
         return self.samples / f"step_{step:06d}.png"
 

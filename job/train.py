@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
+import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import tensorflow as tf
 
@@ -24,6 +28,14 @@ log = logging.getLogger(__name__)
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class Interrupted(Exception):
+    """Training stopped on request (SIGTERM, SIGINT) after writing a checkpoint; starting again resumes."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"interrupted: checkpoint written at step {step}; run the same command again to resume")
+        self.step = step
 
 
 @dataclass(frozen=True)
@@ -49,10 +61,20 @@ class Progress:
         }
 
 
-def train(config: TrainConfig, force: bool = False, on_progress: Callable[[Progress], None] | None = None) -> Gan:
-    """Train the run in `config.out` to `config.steps`, resuming from its newest checkpoint; returns the state."""
+def train(
+    config: TrainConfig,
+    force: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+    stop: threading.Event | None = None,
+) -> Gan:
+    """Train the run in `config.out` to `config.steps`, resuming from its newest checkpoint; returns the state.
+
+    When `stop` is set (the CLI sets it on SIGTERM or SIGINT), training ends after the compiled call under way,
+    writes a checkpoint and raises Interrupted.
+    """
     run = RunDir(config.out)
     _check_run_dir(run, config, force)
+    check_writable(run.root)
     tf.config.experimental.enable_op_determinism()  # a resumed run ends bit for bit where an uninterrupted one does
     images = training_images(load_mnist(config.data), config.digit)
     log.info("training on %d images (%s) on %s", len(images), _digits(config.digit), _device())
@@ -68,7 +90,7 @@ def train(config: TrainConfig, force: bool = False, on_progress: Callable[[Progr
         write_model_summaries(run, [gan.generator, gan.discriminator])
 
     if start < config.steps:
-        _train_until(config, run, gan, checkpoints, images, start, on_progress or _log_progress)
+        _train_until(config, run, gan, checkpoints, images, start, on_progress or _log_progress, stop)
     elif run.generator.exists() and run.onnx.exists():
         log.info("run in %s already finished at step %d: nothing to do", run.root, start)
         return gan
@@ -84,12 +106,16 @@ def save_final_models(gan: Gan, config: TrainConfig, run: RunDir) -> None:
     log.info("done: step %d, generator saved to %s and %s", step, run.generator, run.onnx)
 
 
-def _train_until(config, run, gan, checkpoints, images, start, on_progress) -> None:
+def _train_until(config, run, gan, checkpoints, images, start, on_progress, stop) -> None:
     train_steps = TrainStep(gan, images, config.batch).compiled()
     metrics = MetricsLog(run, resume_step=start)
     step = start
     try:
         while step < config.steps:
+            if stop is not None and stop.is_set():
+                if step not in checkpoints.steps():
+                    _checkpoint(step, gan, checkpoints, metrics, run)
+                raise Interrupted(step)
             n = _steps_to_next_event(step, config)
             began = time.perf_counter()
             means = {name: float(value) for name, value in train_steps(tf.constant(n)).items()}
@@ -108,10 +134,14 @@ def _train_until(config, run, gan, checkpoints, images, start, on_progress) -> N
                 metrics.write(progress.record())
                 on_progress(progress)
             if step % config.checkpoint_every == 0 or step == config.steps:
-                checkpoints.save(step)
-                metrics.image(step, save_grid(generate(gan), run.sample(step)))
+                _checkpoint(step, gan, checkpoints, metrics, run)
     finally:
         metrics.close()
+
+
+def _checkpoint(step: int, gan: Gan, checkpoints: Checkpoints, metrics: MetricsLog, run: RunDir) -> None:
+    checkpoints.save(step)
+    metrics.image(step, save_grid(generate(gan), run.sample(step)))
 
 
 def _steps_to_next_event(step: int, config: TrainConfig) -> int:
@@ -139,12 +169,21 @@ def _check_run_dir(run: RunDir, config: TrainConfig, force: bool) -> None:
 
 
 def _start_run_dir(run: RunDir, config: TrainConfig, force: bool) -> None:
-    if force and run.checkpoints.exists():
-        log.warning("--force: starting a new run in %s, its old checkpoints are removed", run.root)
-        for path in run.checkpoints.iterdir():
-            path.unlink()
-        run.metrics.unlink(missing_ok=True)
+    if force and run.config.exists():
+        log.warning("--force: starting a new run in %s; the old run's outputs are removed", run.root)
+        for path in run.outputs():
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
     atomic_write_text(run.config, config.to_json())
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before any work when the output folder cannot be written (a read-only volume, another owner)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+        pass
 
 
 def _log_progress(progress: Progress) -> None:

@@ -1,0 +1,242 @@
+"""Preemption, kills, full disks and bad states: nothing is lost, nothing half-written is trusted, and every failure
+is one clear line with a documented exit code."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+
+from job.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+from job.cli import main as gan_job
+from job.train import TrainingDiverged, train
+from tests.conftest import SMALL_MNIST, run_cli, short_run_config
+
+pytestmark = pytest.mark.slow
+
+FAULT_RUN = ["--steps", "300", "--checkpoint-every", "50", "--log-every", "10", "--seed", "11"]
+
+
+def checkpoint_tensors(run: Path, step: int) -> dict[str, np.ndarray]:
+    """Every tensor of a checkpoint (weights, optimizer slots, random state, step), the bookkeeping left out."""
+    reader = tf.train.load_checkpoint(str(run / "checkpoints" / f"ckpt-{step}"))
+    skip = ("save_counter", "train_seconds", "_CHECKPOINTABLE_OBJECT_GRAPH")
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if not k.startswith(skip)}
+
+
+def assert_same_state(a: Path, b: Path, step: int) -> None:
+    first, second = checkpoint_tensors(a, step), checkpoint_tensors(b, step)
+    assert first.keys() == second.keys()
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+
+
+def start_job(out: Path) -> subprocess.Popen:
+    code = "import sys; from job.cli import main; sys.exit(main())"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "train", "--data", str(SMALL_MNIST), "--out", str(out), *FAULT_RUN],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run_until_killed(out: Path, signum: int, after_lines: int) -> int:
+    """Start the job, send `signum` once it has logged `after_lines` progress lines; its exit code."""
+    process = start_job(out)
+    seen = 0
+    for line in process.stderr:
+        seen += " INFO step " in line
+        if seen >= after_lines:
+            process.send_signal(signum)
+            break
+    process.stderr.read()
+    return process.wait(timeout=120)
+
+
+def test_killed_and_terminated_at_random_points_a_run_ends_bit_for_bit_as_an_uninterrupted_one(tmp_path):
+    reference = tmp_path / "reference"
+    assert run_cli("train", "--data", str(SMALL_MNIST), "--out", str(reference), *FAULT_RUN).returncode == 0
+
+    rng = random.Random(2026)
+    faults = [
+        (signal.SIGKILL, rng.randint(1, 29)),
+        (signal.SIGTERM, rng.randint(1, 29)),
+        (signal.SIGKILL, rng.randint(1, 29)),
+    ]
+    interrupted = tmp_path / "interrupted"
+    for signum, after_lines in faults:
+        code = run_until_killed(interrupted, signum, after_lines)
+        assert code in (-signal.SIGKILL, EXIT_INTERRUPTED, 0), (signum, after_lines, code)
+        if signum == signal.SIGTERM and code != 0:
+            assert code == EXIT_INTERRUPTED
+    finished = run_cli("train", "--data", str(SMALL_MNIST), "--out", str(interrupted), *FAULT_RUN)
+    assert finished.returncode == 0, finished.stderr
+
+    assert_same_state(reference, interrupted, 300)
+    steps = [json.loads(line)["step"] for line in (interrupted / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(10, 301, 10))  # no duplicated or torn lines after the resumes
+
+
+def test_sigterm_writes_a_checkpoint_and_exits_with_the_interrupted_code(tmp_path):
+    code = run_until_killed(tmp_path, signal.SIGTERM, after_lines=3)
+    assert code == EXIT_INTERRUPTED
+    kept = sorted(int(p.name[5:-6]) for p in (tmp_path / "checkpoints").glob("ckpt-*.index"))
+    assert kept and kept[-1] >= 30  # the checkpoint of the step it stopped at, not only the last interval's
+
+
+def test_a_corrupt_newest_checkpoint_is_skipped_with_a_warning(trained_run, tmp_path, caplog):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run[0], run)
+    newest = run / "checkpoints" / "ckpt-300.data-00000-of-00001"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # truncated by a kill or a bad disk
+    with open(run / "metrics.jsonl", "a") as metrics:
+        metrics.write('{"step": 310, "d_lo')  # a line torn by a kill
+    (run / "generator.onnx").unlink()
+
+    caplog.set_level("INFO")
+    gan = train(short_run_config(run))
+    assert "ckpt-300 is unreadable" in caplog.text and "resuming from the checkpoint of step 200" in caplog.text
+    assert int(gan.step.numpy()) == 300
+    assert_same_state(trained_run[0], run, 300)
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [50, 100, 150, 200, 250, 300]
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    from job import gan as gan_module
+
+    original = gan_module.TrainStep.compiled
+
+    def poisoned(self, jit_compile=True):
+        steps = original(self, jit_compile)
+
+        def run(n):
+            means = steps(n)
+            if int(self.gan.step.numpy()) > 150:  # the losses go NaN after step 150
+                means["g_loss"] = tf.constant(float("nan"))
+            return means
+
+        return run
+
+    monkeypatch.setattr(gan_module.TrainStep, "compiled", poisoned)
+    with pytest.raises(TrainingDiverged, match="NaN or infinite between steps 150 and 200"):
+        train(short_run_config(tmp_path))
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.index")) == ["ckpt-100.index"]
+
+    result = CliRunner().invoke(
+        gan_job,
+        [
+            "train",
+            "--out",
+            str(tmp_path),
+            "--data",
+            str(SMALL_MNIST),
+            "--steps",
+            "300",
+            "--checkpoint-every",
+            "100",
+            "--log-every",
+            "50",
+            "--seed",
+            "7",
+        ],
+    )
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "NaN or infinite" in result.stderr
+
+
+def test_an_out_folder_holding_another_run_is_refused_unless_forced(trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run[0], run)
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    refused = run_cli("train", "--out", str(run), "--data", str(SMALL_MNIST), "--steps", "20", "--seed", "8")
+    assert refused.returncode == EXIT_BAD_INPUT
+    assert "another configuration (seed: run has 7, asked for 8" in refused.stderr
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+
+    forced = run_cli(
+        "train",
+        "--out",
+        str(run),
+        "--data",
+        str(SMALL_MNIST),
+        "--steps",
+        "20",
+        "--checkpoint-every",
+        "20",
+        "--seed",
+        "8",
+        "--force",
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.index")) == ["ckpt-20.index"]
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["reals.png", "step_000020.png"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to act as another user")
+def test_an_output_volume_that_is_not_writable_is_one_line_and_nothing_written(tmp_path):
+    volume = tmp_path / "runs"
+    volume.mkdir()  # owned by root, and the job runs as nobody: as a container's uid 1000 on a root-owned ./runs
+    tmp_path.chmod(0o755)
+    code = "import sys; from job.cli import main; sys.exit(main())"
+    result = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-c",
+            code,
+            "train",
+            "--data",
+            str(SMALL_MNIST),
+            "--out",
+            str(volume / "mnist"),
+            "--steps",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd="/",
+    )
+    assert result.returncode == EXIT_BAD_INPUT, result.stderr
+    assert "Permission denied" in result.stderr and "Traceback" not in result.stderr
+    assert list(volume.iterdir()) == []
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 45 MB file system: room for one checkpoint (29 MB) but not two."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=45m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_one_line_and_the_last_good_checkpoint_survives(small_disk):
+    out = small_disk / "run"
+    result = run_cli(
+        "train", "--data", str(SMALL_MNIST), "--out", str(out), "--steps", "300", "--checkpoint-every", "100"
+    )
+    assert result.returncode == EXIT_BAD_INPUT, result.stderr
+    assert "No space left on device" in result.stderr or errno.errorcode[errno.ENOSPC] in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (
+        tf.train.load_checkpoint(str(out / "checkpoints" / "ckpt-100")).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")
+        == 100
+    )
