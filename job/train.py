@@ -74,10 +74,10 @@ def train(
     """
     run = RunDir(config.out)
     _check_run_dir(run, config, force)
-    check_writable(run.root)
     tf.config.experimental.enable_op_determinism()  # a resumed run ends bit for bit where an uninterrupted one does
     images = training_images(load_mnist(config.data), config.digit)
     log.info("training on %d images (%s) on %s", len(images), _digits(config.digit), _device())
+    check_writable(run.root)
     _start_run_dir(run, config, force)
 
     gan = build_gan(config)
