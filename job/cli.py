@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import click
+import numpy as np
 
 # Exit codes (README.md, "Exit codes"; the Kubernetes podFailurePolicy relies on them).
 EXIT_DONE = 0
@@ -22,8 +23,9 @@ EXIT_INTERRUPTED = 75  # SIGTERM or SIGINT: a checkpoint was written, starting a
 
 def _option(name: str, **kwargs):
     """An option that also reads GAN_<NAME> from the environment, shown in --help."""
-    envvar = "GAN_" + name.lstrip("-").replace("-", "_").upper()
-    return click.option(name, envvar=envvar, show_envvar=True, show_default=True, **kwargs)
+    envvar = "GAN_" + name.split("/")[0].lstrip("-").replace("-", "_").upper()  # --ema/--no-ema: GAN_EMA
+    kwargs.setdefault("show_default", True)
+    return click.option(name, envvar=envvar, show_envvar=True, **kwargs)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -68,6 +70,22 @@ def main(verbose: bool) -> None:
     type=click.Choice(["default", "seed"]),
     default="default",
     help="'seed' is the original tutorial exactly; 'default' adds measured improvements (README).",
+)
+@_option("--conditional", is_flag=True, help="Give both networks the digit label (one model for every digit).")
+@_option(
+    "--ema/--no-ema",
+    default=None,
+    show_default="as the preset: on for default, off for seed",
+    help="Sample and export a moving average of the generator's weights.",
+)
+@_option("--quality/--no-quality", default=True, help="Measure sample quality at every checkpoint.")
+@_option("--quality-samples", type=click.IntRange(min=10), default=1000, help="Samples per quality measurement.")
+@_option(
+    "--quality-cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    show_default="OUT/../.quality-cache",
+    help="Where the quality classifier is cached (once per data set).",
 )
 @_option("--force", is_flag=True, help="Start a new run in an --out that holds a run of another configuration.")
 def train(force: bool, **options) -> None:
@@ -205,5 +223,61 @@ def _export(run_path: Path, step: int | None, out: Path | None) -> None:
 
     config, gan, restored = load_run(run_path, step)
     out = out or run_path / "generator.onnx"
-    export_onnx(gan.generator, out, metadata(config.latent_dim, config.digit, restored, config.preset))
+    export_onnx(gan.sampler, out, metadata(config, restored))
     click.echo(f"exported step {restored} of {run_path} to {out}", err=True)
+
+
+@main.command()
+@click.option(
+    "--model",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="An exported generator (.onnx).",
+)
+@_option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="MNIST (.npz or IDX folder) for the classifier and the real test images [default: Keras' download].",
+)
+@click.option("--samples", type=click.IntRange(min=10), default=10_000, show_default=True, help="Samples to measure.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the samples' latents.")
+@_option(
+    "--quality-cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    show_default="beside the model",
+    help="Where the quality classifier is cached (once per data set).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def evaluate(
+    model: Path, data: Path | None, samples: int, seed: int, quality_cache: Path | None, as_json: bool
+) -> None:
+    """Measure an exported generator: Fréchet distance, share of each digit, digit accuracy if conditional."""
+    _run(lambda: _evaluate(model, data, samples, seed, quality_cache or model.parent / ".quality-cache", as_json))
+
+
+def _evaluate(model_path: Path, data: Path | None, samples: int, seed: int, cache: Path, as_json: bool) -> None:
+    from job.data import load_mnist, reference_images
+    from job.quality import QualityMeter, load_or_train_classifier
+    from serving.model import Generator, ModelError, latent_batches
+
+    try:
+        generator = Generator(model_path)
+    except ModelError as error:
+        raise click.UsageError(str(error)) from error
+    mnist = load_mnist(data)
+    meter = QualityMeter(load_or_train_classifier(mnist, cache), reference_images(mnist))
+    latents = next(latent_batches(seed, samples, generator.latent_dim, samples))
+    digits = (np.arange(samples) % 10).astype(np.int64) if generator.conditional else None
+    report = meter.measure(generator.generate(latents, digits), asked=digits)
+    result = {"model": str(model_path), "samples": samples, **report.record()}
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(f"model:             {model_path}  ({samples} samples, seed {seed})")
+    click.echo(f"Fréchet distance:  {report.frechet_distance:.3f}  (classifier features, against the test set)")
+    click.echo(f"digits covered:    {report.classes_covered} of 10 (at least 5% of the samples each)")
+    click.echo("share per digit:   " + "  ".join(f"{d}:{s:.1%}" for d, s in enumerate(report.class_shares)))
+    if report.label_accuracy is not None:
+        click.echo(f"digit asked for:   {report.label_accuracy:.2%} of the samples are classified as it")

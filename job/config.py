@@ -17,18 +17,32 @@ class Hyperparameters:
     learning_rate: float
     beta_1: float
     beta_2: float
+    real_label: float  # the discriminator's target for real images: below 1 is one-sided label smoothing
+    ema_decay: float  # exponential moving average of the generator's weights, for samples and export; 0 = off
 
 
-# `seed` is the original Keras tutorial, exactly: Adam(2e-4) with Keras' default betas.
+# `seed` is the original Keras tutorial, exactly: Adam(2e-4) with Keras' default betas, labels 1 and 0, no EMA.
 # `default` is where measured improvements go; see README.md for what differs and why.
 PRESETS: dict[str, Hyperparameters] = {
-    "seed": Hyperparameters(learning_rate=2e-4, beta_1=0.9, beta_2=0.999),
-    "default": Hyperparameters(learning_rate=2e-4, beta_1=0.5, beta_2=0.999),
+    "seed": Hyperparameters(learning_rate=2e-4, beta_1=0.9, beta_2=0.999, real_label=1.0, ema_decay=0.0),
+    "default": Hyperparameters(learning_rate=2e-4, beta_1=0.5, beta_2=0.999, real_label=0.9, ema_decay=0.999),
 }
 
 # Fields that may change between two starts of the same run: where the data and output live, how long to train
-# and how often to report. Everything else defines the run, and a resume with other values would mix two runs.
-RESUMABLE_CHANGES = frozenset({"out", "data", "steps", "checkpoint_every", "log_every", "keep_checkpoints"})
+# and how often to report or measure. Everything else defines the run; a resume with other values would mix runs.
+RESUMABLE_CHANGES = frozenset(
+    {
+        "out",
+        "data",
+        "steps",
+        "checkpoint_every",
+        "log_every",
+        "keep_checkpoints",
+        "quality",
+        "quality_samples",
+        "quality_cache",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,11 @@ class TrainConfig:
     keep_checkpoints: int = 3
     seed: int = 0
     preset: str = "default"
+    conditional: bool = False  # generator and discriminator both receive the digit label
+    ema: bool | None = None  # None: as the preset says
+    quality: bool = True  # measure sample quality at every checkpoint
+    quality_samples: int = 1000
+    quality_cache: Path | None = None  # where the quality classifier is cached; None: beside --out
 
     def __post_init__(self) -> None:
         if not -1 <= self.digit <= 9:
@@ -55,6 +74,21 @@ class TrainConfig:
             raise ConfigError(f"--batch must be even (half real, half generated images), got {self.batch}")
         if self.preset not in PRESETS:
             raise ConfigError(f"--preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        if self.conditional and self.digit != -1:
+            raise ConfigError("--conditional trains on every digit with its label: leave --digit at -1")
+        if self.quality_samples < 10:
+            raise ConfigError(f"--quality-samples must be at least 10, got {self.quality_samples}")
+
+    @property
+    def ema_decay(self) -> float:
+        """The EMA decay in use: the preset's, or switched on (0.999) or off by --ema/--no-ema."""
+        if self.ema is None:
+            return self.hyper.ema_decay
+        return (self.hyper.ema_decay or 0.999) if self.ema else 0.0
+
+    @property
+    def classifier_cache(self) -> Path:
+        return self.quality_cache or self.out.parent / ".quality-cache"
 
     @property
     def hyper(self) -> Hyperparameters:
@@ -64,7 +98,9 @@ class TrainConfig:
         values = dataclasses.asdict(self)
         values["out"] = str(self.out)
         values["data"] = None if self.data is None else str(self.data)
-        values["hyperparameters"] = dataclasses.asdict(self.hyper)
+        values["quality_cache"] = str(self.classifier_cache)
+        values["ema"] = self.ema_decay > 0
+        values["hyperparameters"] = dataclasses.asdict(self.hyper) | {"ema_decay": self.ema_decay}
         return values
 
     @classmethod
@@ -73,7 +109,8 @@ class TrainConfig:
         fields = {field.name for field in dataclasses.fields(cls)}
         known = {key: value for key, value in values.items() if key in fields}
         known["out"] = Path(known["out"])
-        known["data"] = None if known.get("data") is None else Path(known["data"])
+        for key in ("data", "quality_cache"):
+            known[key] = None if known.get(key) is None else Path(known[key])
         return cls(**known)
 
     def to_json(self) -> str:

@@ -46,10 +46,23 @@ def load_mnist(path: Path | None) -> Mnist:
 
 def training_images(mnist: Mnist, digit: int) -> np.ndarray:
     """The training images of one digit (or all for -1), as float32 in [-1, 1] with shape (N, 28, 28, 1)."""
-    images = mnist.x_train if digit == -1 else mnist.x_train[mnist.y_train == digit]
-    if len(images) == 0:
+    return training_set(mnist, digit)[0]
+
+
+def training_set(mnist: Mnist, digit: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training images of one digit (or all for -1) in [-1, 1], (N, 28, 28, 1), and their labels."""
+    keep = np.ones(len(mnist.y_train), bool) if digit == -1 else mnist.y_train == digit
+    if not keep.any():
         raise DataError(f"the training set holds no images of digit {digit}")
-    return to_unit_range(images)
+    return to_unit_range(mnist.x_train[keep]), mnist.y_train[keep]
+
+
+def reference_images(mnist: Mnist) -> np.ndarray:
+    """The real images generated ones are compared with: the test set, else the training set."""
+    if mnist.x_test is None:
+        log.warning("the data has no test set: sample quality is measured against training images")
+        return to_unit_range(mnist.x_train[:10_000])
+    return to_unit_range(mnist.x_test)
 
 
 def to_unit_range(images: np.ndarray) -> np.ndarray:

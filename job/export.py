@@ -12,8 +12,9 @@ import onnx
 import tensorflow as tf
 
 from job import __version__
+from job.config import TrainConfig
 from serving.files import atomic_write_bytes
-from serving.model import BATCH_DIM, IMAGE_OUTPUT, LATENT_INPUT
+from serving.model import BATCH_DIM, IMAGE_OUTPUT, LABEL_INPUT, LATENT_INPUT
 
 log = logging.getLogger(__name__)
 
@@ -29,22 +30,27 @@ def export_onnx(generator: keras.Model, path: Path, metadata: dict[str, object])
     """Write `generator` (inference mode) to `path` as ONNX, atomically, after checking it; returns the max abs diff."""
     import tf2onnx  # imported here: it is slow to import and only export needs it
 
-    latent_dim = int(generator.input_shape[-1])
+    latent_dim = int(generator.inputs[0].shape[-1])
+    conditional = len(generator.inputs) == 2
+    signature = [tf.TensorSpec([None, latent_dim], tf.float32, name=LATENT_INPUT)]
+    if conditional:
+        signature.append(tf.TensorSpec([None], tf.int64, name=LABEL_INPUT))
 
-    # A plain function of the latents, with the input and output names that serving relies on.
-    @tf.function(input_signature=[tf.TensorSpec([None, latent_dim], tf.float32, name=LATENT_INPUT)])
-    def generate(z):
+    # A plain function of the inputs, with the input and output names that serving relies on.
+    @tf.function(input_signature=signature)
+    def generate(z, label=None):
+        images = generator(z if label is None else [z, tf.cast(label, tf.int32)], training=False)
         # onnxruntime's tanh can overshoot by an ulp or two: the contract is [-1, 1], so clip.
-        return {IMAGE_OUTPUT: tf.clip_by_value(generator(z, training=False), -1.0, 1.0)}
+        return {IMAGE_OUTPUT: tf.clip_by_value(images, -1.0, 1.0)}
 
-    model, _ = tf2onnx.convert.from_function(generate, input_signature=generate.input_signature, opset=OPSET)
+    model, _ = tf2onnx.convert.from_function(generate, input_signature=signature, opset=OPSET)
     _name_batch_dimension(model)
     model.doc_string = "mnist-gan generator: latents z [batch, latent_dim] -> images [batch, 28, 28, 1] in [-1, 1]"
     onnx.helper.set_model_props(model, {key: str(value) for key, value in metadata.items()})
     onnx.checker.check_model(model)
     data = model.SerializeToString()
 
-    difference = _compare_with_keras(generator, data, latent_dim)
+    difference = _compare_with_keras(generator, data, latent_dim, conditional)
     if not difference <= TOLERANCE:
         raise ExportError(f"ONNX output differs from Keras' by {difference:.2e} (> {TOLERANCE:g}); nothing written")
     atomic_write_bytes(path, data)
@@ -52,12 +58,14 @@ def export_onnx(generator: keras.Model, path: Path, metadata: dict[str, object])
     return difference
 
 
-def metadata(latent_dim: int, digit: int, step: int, preset: str) -> dict[str, object]:
+def metadata(config: TrainConfig, step: int) -> dict[str, object]:
     return {
-        "latent_dim": latent_dim,
-        "digit": digit,
+        "latent_dim": config.latent_dim,
+        "digit": config.digit,
+        "conditional": str(config.conditional).lower(),
+        "ema_decay": config.ema_decay,
         "step": step,
-        "preset": preset,
+        "preset": config.preset,
         "version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -69,11 +77,14 @@ def _name_batch_dimension(model: onnx.ModelProto) -> None:
         value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
 
 
-def _compare_with_keras(generator: keras.Model, data: bytes, latent_dim: int) -> float:
+def _compare_with_keras(generator: keras.Model, data: bytes, latent_dim: int, conditional: bool) -> float:
     import onnxruntime
 
     latents = np.random.default_rng(12345).standard_normal((64, latent_dim)).astype(np.float32)
+    labels = np.arange(64) % 10
+    feed = {LATENT_INPUT: latents} | ({LABEL_INPUT: labels.astype(np.int64)} if conditional else {})
     session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
-    (onnx_images,) = session.run([IMAGE_OUTPUT], {LATENT_INPUT: latents})
-    keras_images = generator(latents, training=False).numpy()
+    (onnx_images,) = session.run([IMAGE_OUTPUT], feed)
+    inputs = [latents, labels.astype(np.int32)] if conditional else latents
+    keras_images = generator(inputs, training=False).numpy()
     return float(np.max(np.abs(onnx_images - keras_images)))

@@ -26,8 +26,16 @@ class Gan:
     step: tf.Variable
     train_seconds: tf.Variable  # training time summed over every start of the run
     fixed_latents: tf.Variable  # the same grid of latents at every checkpoint, so samples compare over time
+    conditional: bool = False
+    ema_generator: keras.Model | None = None  # moving average of the generator's weights, when switched on
+
+    @property
+    def sampler(self) -> keras.Model:
+        """The generator that draws samples and is exported: the moving average when there is one."""
+        return self.ema_generator or self.generator
 
     def checkpoint(self) -> tf.train.Checkpoint:
+        parts = {"ema_generator": self.ema_generator} if self.ema_generator is not None else {}
         return tf.train.Checkpoint(
             generator=self.generator,
             discriminator=self.discriminator,
@@ -37,12 +45,14 @@ class Gan:
             step=self.step,
             train_seconds=self.train_seconds,
             fixed_latents=self.fixed_latents,
+            **parts,
         )
 
 
 def build_gan(config: TrainConfig) -> Gan:
     keras.utils.set_random_seed(config.seed)  # weight initialisers
-    generator, discriminator = build_generator(config.latent_dim), build_discriminator()
+    generator = build_generator(config.latent_dim, config.conditional)
+    discriminator = build_discriminator(config.conditional)
     hyper = config.hyper
     g_optimizer, d_optimizer = (
         keras.optimizers.Adam(learning_rate=hyper.learning_rate, beta_1=hyper.beta_1, beta_2=hyper.beta_2)
@@ -51,6 +61,10 @@ def build_gan(config: TrainConfig) -> Gan:
     # Build the optimizer slots now, so that a checkpoint restores into existing variables.
     g_optimizer.build(generator.trainable_variables)
     d_optimizer.build(discriminator.trainable_variables)
+    ema_generator = None
+    if config.ema_decay > 0:
+        ema_generator = keras.models.clone_model(generator)
+        ema_generator.set_weights(generator.get_weights())
     fixed = tf.random.Generator.from_seed(config.seed + 1).normal([SAMPLE_GRID, config.latent_dim])
     return Gan(
         generator=generator,
@@ -61,47 +75,84 @@ def build_gan(config: TrainConfig) -> Gan:
         step=tf.Variable(0, dtype=tf.int64, trainable=False, name="step"),
         train_seconds=tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds"),
         fixed_latents=tf.Variable(fixed, trainable=False, name="fixed_latents"),
+        conditional=config.conditional,
+        ema_generator=ema_generator,
     )
+
+
+def call_generator(model: keras.Model, latents, labels=None, training: bool = False):
+    """A generator's images; conditional generators take the digit labels too."""
+    return model(latents if labels is None else [latents, labels], training=training)
 
 
 class TrainStep:
     """The tutorial's training step, explicit: the discriminator's half, then the generator's half.
 
-    The discriminator learns from batch/2 real and batch/2 generated images (labels 1 and 0); then the
-    generator learns, through the discriminator, to make `batch` latents pass as real.
+    The discriminator learns from batch/2 real and batch/2 generated images (labels `real_label` and 0); then the
+    generator learns, through the discriminator, to make `batch` latents pass as real. Conditional models draw a
+    random digit for each generated image and see the true digit of each real one.
     """
 
-    def __init__(self, gan: Gan, images: np.ndarray, batch: int) -> None:
+    def __init__(
+        self,
+        gan: Gan,
+        images: np.ndarray,
+        batch: int,
+        labels: np.ndarray | None = None,
+        real_label: float = 1.0,
+        ema_decay: float = 0.0,
+    ) -> None:
         self.gan = gan
         self.reals = tf.constant(images)  # the whole training set, resident on the device
+        self.real_digits = tf.constant(labels.astype(np.int32)) if gan.conditional else None
         self.half, self.batch = batch // 2, batch
-        self.latent_dim = gan.generator.input_shape[-1]
+        self.latent_dim = gan.generator.inputs[0].shape[-1]
         self.bce = keras.losses.BinaryCrossentropy()
-        self.d_labels = tf.concat([tf.ones([self.half, 1]), tf.zeros([self.half, 1])], axis=0)
+        self.d_targets = tf.concat([tf.fill([self.half, 1], real_label), tf.zeros([self.half, 1])], axis=0)
+        self.ema_decay = ema_decay
+
+    def _digits(self, count: int):
+        return self.gan.rng.uniform([count], 0, 10, dtype=tf.int32) if self.gan.conditional else None
 
     def discriminator_step(self) -> tuple[tf.Tensor, tf.Tensor]:
         gan = self.gan
         picks = gan.rng.uniform([self.half], 0, tf.shape(self.reals)[0], dtype=tf.int32)
         real = tf.gather(self.reals, picks)
+        fake_digits = self._digits(self.half)
         # Inference mode, as the tutorial's generator.predict(): BatchNorm uses its moving statistics here.
-        fake = gan.generator(gan.rng.normal([self.half, self.latent_dim]), training=False)
+        fake = call_generator(gan.generator, gan.rng.normal([self.half, self.latent_dim]), fake_digits)
+        images = tf.concat([real, fake], axis=0)
+        inputs = (
+            images
+            if not gan.conditional
+            else [images, tf.concat([tf.gather(self.real_digits, picks), fake_digits], axis=0)]
+        )
         d_vars = gan.discriminator.trainable_variables
         with tf.GradientTape() as tape:
-            d_out = gan.discriminator(tf.concat([real, fake], axis=0), training=True)
-            d_loss = self.bce(self.d_labels, d_out)
+            d_out = gan.discriminator(inputs, training=True)
+            d_loss = self.bce(self.d_targets, d_out)
         gan.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_vars), d_vars, strict=True))
-        d_accuracy = tf.reduce_mean(tf.cast(tf.equal(d_out > 0.5, self.d_labels > 0.5), tf.float32))
+        d_accuracy = tf.reduce_mean(tf.cast(tf.equal(d_out > 0.5, self.d_targets > 0.5), tf.float32))
         return d_loss, d_accuracy
 
     def generator_step(self) -> tf.Tensor:
         gan = self.gan
         g_vars = gan.generator.trainable_variables
+        digits = self._digits(self.batch)
         with tf.GradientTape() as tape:
-            fake = gan.generator(gan.rng.normal([self.batch, self.latent_dim]), training=True)
-            g_loss = self.bce(tf.ones([self.batch, 1]), gan.discriminator(fake, training=False))
+            fake = call_generator(gan.generator, gan.rng.normal([self.batch, self.latent_dim]), digits, training=True)
+            judged = gan.discriminator(fake if digits is None else [fake, digits], training=False)
+            g_loss = self.bce(tf.ones([self.batch, 1]), judged)
         # Only the generator's variables: the discriminator stays frozen in the generator's step.
         gan.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars, strict=True))
         return g_loss
+
+    def update_ema(self) -> None:
+        # Warm-up: early on, the average follows the weights closely, or samples would look like the initial net.
+        t = tf.cast(self.gan.step, tf.float32)
+        decay = tf.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
+        for average, weight in zip(self.gan.ema_generator.weights, self.gan.generator.weights, strict=True):
+            average.assign(decay * average + (1.0 - decay) * weight)
 
     def compiled(self, jit_compile: bool = True):
         """One call runs `n` whole steps with no host round trip; returns the means of the step's metrics."""
@@ -113,6 +164,8 @@ class TrainStep:
                 d_loss, d_accuracy = self.discriminator_step()
                 g_loss = self.generator_step()
                 self.gan.step.assign_add(1)
+                if self.gan.ema_generator is not None:
+                    self.update_ema()
                 d_loss_sum += d_loss
                 g_loss_sum += g_loss
                 d_accuracy_sum += d_accuracy
@@ -126,6 +179,15 @@ class TrainStep:
         return train_steps
 
 
-def generate(gan: Gan, latents: tf.Tensor | None = None) -> np.ndarray:
-    """Generator output in [-1, 1] for `latents` (the fixed sample grid by default), inference mode."""
-    return gan.generator(gan.fixed_latents if latents is None else latents, training=False).numpy()
+def sample_labels(count: int) -> np.ndarray:
+    """The digits of a conditional model's sample grid and quality samples: 0-9 in turn."""
+    return (np.arange(count) % 10).astype(np.int32)
+
+
+def generate(gan: Gan, latents=None, labels=None) -> np.ndarray:
+    """The sampler's images in [-1, 1] for `latents` (the fixed sample grid by default), inference mode."""
+    latents = gan.fixed_latents if latents is None else latents
+    if gan.conditional and labels is None:
+        labels = sample_labels(int(latents.shape[0]))
+    labels = None if labels is None else tf.convert_to_tensor(labels, tf.int32)
+    return call_generator(gan.sampler, tf.convert_to_tensor(latents), labels).numpy()

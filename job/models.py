@@ -1,4 +1,4 @@
-"""The tutorial's two MLPs, as plain keras.Sequential blocks."""
+"""The tutorial's two MLPs, as plain keras.Sequential blocks; conditional variants put the digit label in front."""
 
 from __future__ import annotations
 
@@ -6,35 +6,57 @@ import keras
 from keras import layers
 
 IMAGE_SHAPE = (28, 28, 1)
+LABEL_EMBEDDING = 50  # size of the learned vector each digit label becomes in conditional models
 
 
-def build_generator(latent_dim: int = 100) -> keras.Sequential:
-    """Latent vector -> 28x28x1 image in [-1, 1]: Dense 128-256-512-1024, each with LeakyReLU and BatchNorm."""
+def build_generator(latent_dim: int = 100, conditional: bool = False) -> keras.Model:
+    """Latent vector (and digit label) -> 28x28x1 image in [-1, 1]."""
+    if not conditional:
+        return _generator_mlp(latent_dim, name="generator")
+    z = keras.Input(shape=(latent_dim,), name="z")
+    label = keras.Input(shape=(), dtype="int32", name="label")
+    inputs = layers.Concatenate()([z, layers.Embedding(10, LABEL_EMBEDDING, name="label_embedding")(label)])
+    images = _generator_mlp(latent_dim + LABEL_EMBEDDING, name="generator_mlp")(inputs)
+    return keras.Model([z, label], images, name="generator")
+
+
+def build_discriminator(conditional: bool = False) -> keras.Model:
+    """28x28x1 image (and digit label) -> probability that it is real."""
+    if not conditional:
+        return keras.Sequential(
+            [keras.Input(shape=IMAGE_SHAPE, name="image"), layers.Flatten(), *_discriminator_layers()],
+            name="discriminator",
+        )
+    image = keras.Input(shape=IMAGE_SHAPE, name="image")
+    label = keras.Input(shape=(), dtype="int32", name="label")
+    x = layers.Concatenate()([layers.Flatten()(image), layers.Embedding(10, LABEL_EMBEDDING)(label)])
+    for layer in _discriminator_layers():
+        x = layer(x)
+    return keras.Model([image, label], x, name="discriminator")
+
+
+def _generator_mlp(input_dim: int, name: str) -> keras.Sequential:
+    """Dense 128-256-512-1024, each with LeakyReLU(0.2) and BatchNorm(momentum 0.8), then Dense 784 tanh."""
     blocks = []
     for units in (128, 256, 512, 1024):
         blocks += [layers.Dense(units), layers.LeakyReLU(negative_slope=0.2), layers.BatchNormalization(momentum=0.8)]
     return keras.Sequential(
         [
-            keras.Input(shape=(latent_dim,), name="z"),
+            keras.Input(shape=(input_dim,), name="z"),
             *blocks,
             layers.Dense(28 * 28 * 1, activation="tanh"),
             layers.Reshape(IMAGE_SHAPE),
         ],
-        name="generator",
+        name=name,
     )
 
 
-def build_discriminator() -> keras.Sequential:
-    """28x28x1 image -> probability that it is real: Dense 784-392 with LeakyReLU, then a sigmoid unit."""
-    return keras.Sequential(
-        [
-            keras.Input(shape=IMAGE_SHAPE, name="image"),
-            layers.Flatten(),
-            layers.Dense(784),
-            layers.LeakyReLU(negative_slope=0.2),
-            layers.Dense(392),
-            layers.LeakyReLU(negative_slope=0.2),
-            layers.Dense(1, activation="sigmoid"),
-        ],
-        name="discriminator",
-    )
+def _discriminator_layers() -> list[layers.Layer]:
+    """Dense 784-392 with LeakyReLU(0.2), then a sigmoid unit."""
+    return [
+        layers.Dense(784),
+        layers.LeakyReLU(negative_slope=0.2),
+        layers.Dense(392),
+        layers.LeakyReLU(negative_slope=0.2),
+        layers.Dense(1, activation="sigmoid"),
+    ]

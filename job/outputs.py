@@ -64,6 +64,7 @@ def save_grid(images: np.ndarray, path: Path) -> np.ndarray:
 def save_keras_atomically(model: keras.Model, path: Path) -> None:
     # Keras wants a .keras name: save beside the target under a hidden one, then rename over it.
     temporary = path.with_name(f".{path.stem}.tmp.keras")
+    path.parent.mkdir(parents=True, exist_ok=True)
     model.save(temporary)
     os.replace(temporary, path)
 
@@ -94,7 +95,10 @@ class MetricsLog:
             os.fsync(file.fileno())
         with self.writer.as_default(step=record["step"]):
             for name, value in record.items():
-                if name != "step":
+                if isinstance(value, list):  # class_shares: one curve per digit
+                    for index, item in enumerate(value):
+                        tf.summary.scalar(f"{name}/{index}", item)
+                elif name != "step":
                     tf.summary.scalar(name, value)
 
     def image(self, step: int, picture: np.ndarray) -> None:

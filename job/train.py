@@ -17,10 +17,11 @@ import tensorflow as tf
 
 from job.checkpoints import Checkpoints
 from job.config import ConfigError, TrainConfig
-from job.data import load_mnist, training_images
+from job.data import load_mnist, reference_images, training_set
 from job.export import export_onnx, metadata
 from job.gan import Gan, TrainStep, build_gan, generate
 from job.outputs import MetricsLog, RunDir, save_grid, save_keras_atomically, write_model_summaries
+from job.quality import GanQualityMeter, load_or_train_classifier
 from serving.files import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,9 @@ def train(
     run = RunDir(config.out)
     _check_run_dir(run, config, force)
     tf.config.experimental.enable_op_determinism()  # a resumed run ends bit for bit where an uninterrupted one does
-    images = training_images(load_mnist(config.data), config.digit)
-    log.info("training on %d images (%s) on %s", len(images), _digits(config.digit), _device())
+    mnist = load_mnist(config.data)
+    images, labels = training_set(mnist, config.digit)
+    log.info("training on %d images (%s) on %s", len(images), _digits(config), _device())
     check_writable(run.root)
     _start_run_dir(run, config, force)
 
@@ -90,7 +92,9 @@ def train(
         write_model_summaries(run, [gan.generator, gan.discriminator])
 
     if start < config.steps:
-        _train_until(config, run, gan, checkpoints, images, start, on_progress or _log_progress, stop)
+        step = TrainStep(gan, images, config.batch, labels, config.hyper.real_label, config.ema_decay)
+        meter = _quality_meter(config, mnist)
+        _train_until(config, run, gan, checkpoints, step, meter, start, on_progress or _log_progress, stop)
     elif run.generator.exists() and run.onnx.exists():
         log.info("run in %s already finished at step %d: nothing to do", run.root, start)
         return gan
@@ -99,15 +103,15 @@ def train(
 
 
 def save_final_models(gan: Gan, config: TrainConfig, run: RunDir) -> None:
-    """generator.keras and generator.onnx, each written atomically."""
+    """generator.keras and generator.onnx (the moving average when there is one), each written atomically."""
     step = int(gan.step.numpy())
-    save_keras_atomically(gan.generator, run.generator)
-    export_onnx(gan.generator, run.onnx, metadata(config.latent_dim, config.digit, step, config.preset))
+    save_keras_atomically(gan.sampler, run.generator)
+    export_onnx(gan.sampler, run.onnx, metadata(config, step))
     log.info("done: step %d, generator saved to %s and %s", step, run.generator, run.onnx)
 
 
-def _train_until(config, run, gan, checkpoints, images, start, on_progress, stop) -> None:
-    train_steps = TrainStep(gan, images, config.batch).compiled()
+def _train_until(config, run, gan, checkpoints, step_fn, meter, start, on_progress, stop) -> None:
+    train_steps = step_fn.compiled()
     metrics = MetricsLog(run, resume_step=start)
     step = start
     try:
@@ -127,13 +131,17 @@ def _train_until(config, run, gan, checkpoints, images, start, on_progress, stop
                     f"a loss became NaN or infinite between steps {step - n} and {step} ({means}); "
                     f"the last good checkpoint is kept in {run.checkpoints}"
                 )
-            if step % config.log_every == 0 or step == config.steps:
+            checkpoint_now = step % config.checkpoint_every == 0 or step == config.steps
+            if step % config.log_every == 0 or checkpoint_now:
                 progress = Progress(
                     step, config.steps, steps_per_s=n / seconds, elapsed_s=float(gan.train_seconds.numpy()), **means
                 )
-                metrics.write(progress.record())
+                quality = meter.measure_gan(gan) if meter is not None and checkpoint_now else None
+                metrics.write(progress.record() | (quality.record() if quality else {}))
                 on_progress(progress)
-            if step % config.checkpoint_every == 0 or step == config.steps:
+                if quality:
+                    _log_quality(step, quality)
+            if checkpoint_now:
                 _checkpoint(step, gan, checkpoints, metrics, run)
     finally:
         metrics.close()
@@ -199,8 +207,24 @@ def _log_progress(progress: Progress) -> None:
     )
 
 
-def _digits(digit: int) -> str:
-    return "all digits" if digit == -1 else f"digit {digit}"
+def _digits(config: TrainConfig) -> str:
+    if config.conditional:
+        return "all digits, conditional on the label"
+    return "all digits" if config.digit == -1 else f"digit {config.digit}"
+
+
+def _quality_meter(config: TrainConfig, mnist) -> GanQualityMeter | None:
+    if not config.quality:
+        return None
+    classifier = load_or_train_classifier(mnist, config.classifier_cache, seed=config.seed)
+    return GanQualityMeter(classifier, reference_images(mnist), config.quality_samples, config.latent_dim)
+
+
+def _log_quality(step: int, quality) -> None:
+    line = f"Fréchet distance {quality.frechet_distance:.2f}, {quality.classes_covered} of 10 digits covered"
+    if quality.label_accuracy is not None:
+        line += f", {quality.label_accuracy:.1%} classified as the digit asked for"
+    log.info("quality at step %d: %s", step, line)
 
 
 def _device() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -83,7 +84,11 @@ def generate(
     _check(generator.check_digit, digit)
     _check_output(out, output_format)
     began = time.perf_counter()
-    batches = _image_batches(generator, seed, count, batch_size, digit)
+    if output_format == "grid" and generator.conditional and digit is None:
+        columns = columns or math.ceil(count / 10)  # one row per digit, 0 to 9
+    batches = _image_batches(
+        generator, seed, count, batch_size, digit, row=columns if output_format == "grid" else None
+    )
     with _writing(out):
         if output_format == "npy":
             _write_npy(batches, count, out)
@@ -142,11 +147,13 @@ def interpolate(
     """Walk the latent space from the first digit of --from's seed to the first digit of --to's."""
     generator = _load(model)
     _check(generator.check_digit, digit)
+    if generator.conditional and digit is None:
+        raise BadInput(f"{model} is a conditional model: choose the digit to walk through with --digit")
     if out.suffix.lower() not in (".png", ".gif"):
         raise BadInput(f"--out must end in .png (a strip) or .gif (an animation), got {out.name}")
     start, end = (next(latent_batches(seed, 1, generator.latent_dim, 1))[0] for seed in (from_seed, to_seed))
     latents = np.stack([slerp(start, end, t) for t in np.linspace(0.0, 1.0, steps)])
-    images = to_uint8(generator.generate(latents, _labels(generator, digit, 0, steps)))
+    images = to_uint8(generator.generate(latents, _labels(generator, digit, 0, steps, None)))
     with _writing(out), atomic_write(out) as file:
         if out.suffix.lower() == ".gif":
             frames = [grid(image[np.newaxis], scale=scale, padding=0) for image in images]
@@ -179,16 +186,18 @@ def _check(check, *args) -> None:
         raise BadInput(str(error)) from error
 
 
-def _labels(generator: Generator, digit: int | None, start: int, count: int) -> np.ndarray | None:
-    """Labels for a conditional model's digits start..start+count: the digit asked for, else 0-9 in turn."""
+def _labels(generator: Generator, digit: int | None, start: int, count: int, row: int | None) -> np.ndarray | None:
+    """Labels of a conditional model's digits start..start+count: the digit asked for; else, in a grid of `row`
+    columns, digit r on row r; else 0-9 in turn."""
     if not generator.conditional:
         return None
     if digit is not None:
         return np.full(count, digit, dtype=np.int64)
-    return np.arange(start, start + count, dtype=np.int64) % 10
+    positions = np.arange(start, start + count, dtype=np.int64)
+    return (positions // row if row else positions) % 10
 
 
-def _image_batches(generator: Generator, seed: int, count: int, batch_size: int, digit: int | None):
+def _image_batches(generator: Generator, seed: int, count: int, batch_size: int, digit: int | None, row=None):
     """uint8 images (B, 28, 28), batch after batch; a progress bar on a terminal for large counts."""
     done = 0
     with contextlib.ExitStack() as stack:
@@ -196,7 +205,7 @@ def _image_batches(generator: Generator, seed: int, count: int, batch_size: int,
         if count > 10 * batch_size and sys.stderr.isatty():
             bar = stack.enter_context(click.progressbar(length=count, label="generating", file=sys.stderr))
         for latents in latent_batches(seed, count, generator.latent_dim, batch_size):
-            yield to_uint8(generator.generate(latents, _labels(generator, digit, done, len(latents))))
+            yield to_uint8(generator.generate(latents, _labels(generator, digit, done, len(latents), row)))
             done += len(latents)
             if bar is not None:
                 bar.update(len(latents))

@@ -47,3 +47,12 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subpro
         env={**os.environ, **(env or {})},
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def conditional_run(tmp_path_factory):
+    """One finished short conditional run: (run directory, final training state)."""
+    from job.train import train
+
+    out = tmp_path_factory.mktemp("conditional")
+    return out, train(short_run_config(out, conditional=True))

@@ -7,7 +7,7 @@ import pytest
 
 from job import export as export_module
 from job.export import ExportError, export_onnx, metadata
-from tests.conftest import run_cli
+from tests.conftest import run_cli, short_run_config
 
 
 def dims(value) -> list:
@@ -42,7 +42,7 @@ def test_onnxruntime_reproduces_keras_within_1e_5(trained_run, batch):
     z = np.random.default_rng(batch).standard_normal((batch, 100)).astype(np.float32)
     (images,) = session.run(["image"], {"z": z})
     assert images.shape == (batch, 28, 28, 1)
-    np.testing.assert_allclose(images, gan.generator(z, training=False).numpy(), atol=1e-5)
+    np.testing.assert_allclose(images, gan.sampler(z, training=False).numpy(), atol=1e-5)
     assert images.min() >= -1 and images.max() <= 1
 
 
@@ -50,7 +50,7 @@ def test_a_failing_self_check_writes_nothing(trained_run, tmp_path, monkeypatch)
     _, gan = trained_run
     monkeypatch.setattr(export_module, "TOLERANCE", -1.0)  # no model can pass: the check must refuse it
     with pytest.raises(ExportError, match="nothing written"):
-        export_onnx(gan.generator, tmp_path / "g.onnx", metadata(100, -1, 300, "default"))
+        export_onnx(gan.generator, tmp_path / "g.onnx", metadata(short_run_config(tmp_path), 300))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -72,3 +72,18 @@ def test_export_of_a_checkpoint_not_kept_is_one_line_and_exit_code_2(trained_run
     assert result.returncode == 2
     assert "keeps no checkpoint of step 50 (kept: 100, 200, 300)" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "g.onnx").exists()
+
+
+def test_a_conditional_model_takes_z_and_an_int64_label(conditional_run):
+    out, gan = conditional_run
+    model = onnx.load(out / "generator.onnx")
+    assert [(i.name, dims(i)) for i in model.graph.input] == [("z", ["batch", 100]), ("label", ["batch"])]
+    assert model.graph.input[1].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["conditional"] == "true" and props["ema_decay"] == "0.999"
+    z = np.random.default_rng(0).standard_normal((10, 100)).astype(np.float32)
+    labels = np.arange(10)
+    (images,) = onnxruntime.InferenceSession(str(out / "generator.onnx")).run(None, {"z": z, "label": labels})
+    # The exported generator is the moving average, the one the run's samples come from.
+    expected = gan.ema_generator([z, labels.astype(np.int32)], training=False).numpy()
+    np.testing.assert_allclose(images, expected, atol=1e-5)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from job.config import TrainConfig
-from job.data import load_mnist, training_images
+from job.data import load_mnist, training_images, training_set
 from job.gan import TrainStep, build_gan
 
 
@@ -46,3 +46,52 @@ def test_compiled_steps_count_steps_and_return_finite_means(step):
     assert set(means) == {"d_loss", "g_loss", "d_accuracy"}
     assert all(np.isfinite(list(means.values())))
     assert 0 <= means["d_accuracy"] <= 1
+
+
+@pytest.fixture
+def conditional_step(small_mnist):
+    config = TrainConfig(out=Path("unused"), seed=1, conditional=True)
+    images, labels = training_set(load_mnist(small_mnist), -1)
+    return TrainStep(build_gan(config), images, config.batch, labels, config.hyper.real_label, config.ema_decay)
+
+
+def test_conditional_generator_step_also_leaves_the_discriminator_untouched(conditional_step):
+    gan = conditional_step.gan
+    d_before, g_before = snapshot(gan.discriminator), snapshot(gan.generator)
+    conditional_step.generator_step()
+    assert same(snapshot(gan.discriminator), d_before)
+    assert not same(snapshot(gan.generator), g_before)
+    conditional_step.discriminator_step()
+    assert not same(snapshot(gan.discriminator), d_before)
+
+
+def test_conditional_models_take_the_digit_label():
+    config = TrainConfig(out=Path("unused"), conditional=True)
+    gan = build_gan(config)
+    assert [i.name for i in gan.generator.inputs] == ["z", "label"]
+    assert [i.name for i in gan.discriminator.inputs] == ["image", "label"]
+    images = gan.generator([np.zeros((4, 100), "float32"), np.arange(4, dtype="int32")]).numpy()
+    assert images.shape == (4, 28, 28, 1)
+
+
+def test_ema_follows_the_generator_and_is_what_samples_are_drawn_from(conditional_step):
+    gan = conditional_step.gan
+    assert gan.sampler is gan.ema_generator
+    conditional_step.compiled()(np.int32(20))
+    for average, weight, start in zip(
+        snapshot(gan.ema_generator),
+        snapshot(gan.generator),
+        snapshot(build_gan(TrainConfig(out=Path("unused"), seed=1, conditional=True)).generator),
+        strict=True,
+    ):
+        # between where the generator started and where it is now, nearer to now early on (warm-up)
+        assert np.abs(average - weight).max() <= np.abs(start - weight).max() + 1e-6
+
+
+def test_seed_preset_is_the_tutorial_no_ema_no_label_smoothing():
+    config = TrainConfig(out=Path("unused"), preset="seed")
+    gan = build_gan(config)
+    assert gan.ema_generator is None and gan.sampler is gan.generator
+    assert config.hyper.real_label == 1.0
+    assert TrainConfig(out=Path("unused"), preset="seed", ema=True).ema_decay == 0.999
+    assert TrainConfig(out=Path("unused"), ema=False).ema_decay == 0.0

@@ -238,3 +238,35 @@ def test_large_counts_are_generated_batch_by_batch(model, tmp_path, monkeypatch)
     assert result.exit_code == 0
     assert seen == [1024, 1024, 1024, 1024, 904]
     assert np.load(tmp_path / "d.npy", mmap_mode="r").shape == (5000, 28, 28)
+
+
+def test_conditional_grid_shows_each_digit_on_its_own_row(conditional_run, tmp_path, monkeypatch):
+    from serving.model import Generator
+
+    asked = []
+    original = Generator.generate
+
+    def recording(self, latents, labels=None):
+        asked.extend(labels.tolist())
+        return original(self, latents, labels)
+
+    monkeypatch.setattr(Generator, "generate", recording)
+    model = conditional_run[0] / "generator.onnx"
+    assert gan_digits("generate", "--model", model, "-n", 30, "--scale", 1, "--out", tmp_path / "g.png").exit_code == 0
+    assert Image.open(tmp_path / "g.png").size == (3 * 30 + 2, 10 * 30 + 2)  # 10 rows of 3
+    assert asked == [d for d in range(10) for _ in range(3)]
+    asked.clear()
+    assert gan_digits("generate", "--model", model, "-n", 5, "--digit", 7, "--out", tmp_path / "7.png").exit_code == 0
+    assert asked == [7] * 5
+
+
+def test_interpolating_a_conditional_model_needs_a_digit(conditional_run, tmp_path):
+    model = conditional_run[0] / "generator.onnx"
+    refused = gan_digits("interpolate", "--model", model, "--from", 1, "--to", 2, "--out", tmp_path / "w.png")
+    assert refused.exit_code == 2 and "--digit" in refused.output
+    assert (
+        gan_digits(
+            "interpolate", "--model", model, "--from", 1, "--to", 2, "--digit", 4, "--out", tmp_path / "w.png"
+        ).exit_code
+        == 0
+    )

@@ -77,3 +77,20 @@ def test_an_out_folder_with_another_run_is_refused(trained_run, small_mnist):
     out, _ = trained_run
     with pytest.raises(ConfigError, match="digit: run has -1, asked for 4"):
         train(short_run_config(out, small_mnist, digit=4))
+
+
+def test_quality_is_measured_at_every_checkpoint(trained_run):
+    out, _ = trained_run
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    measured = [r for r in records if "frechet_distance" in r]
+    assert [r["step"] for r in measured] == [100, 200, 300]
+    for record in measured:
+        assert record["frechet_distance"] > 0 and 0 <= record["classes_covered"] <= 10
+        assert len(record["class_shares"]) == 10 and abs(sum(record["class_shares"]) - 1) < 1e-3
+
+
+def test_a_conditional_run_measures_how_often_it_draws_the_digit_asked_for(conditional_run):
+    out, gan = conditional_run
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert 0 <= last["label_accuracy"] <= 1
+    assert gan.conditional and gan.ema_generator is not None

@@ -1,0 +1,142 @@
+"""Sample quality: a small CNN classifier of MNIST, and from its features a Fréchet distance, class shares and,
+for conditional models, how often a sample is the digit asked for.
+
+The classifier is trained once per data set (keyed by a fingerprint of the training arrays) and cached as a .keras
+file, in the run directory during training, beside the model for `gan-job evaluate`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+
+from job.data import Mnist, to_unit_range
+from job.outputs import save_keras_atomically
+
+log = logging.getLogger(__name__)
+
+FEATURES = "features"
+COVERED = 0.05  # a digit counts as covered when at least 5% of the samples are classified as it
+
+
+def build_classifier() -> keras.Model:
+    """Two conv blocks and a 128-unit feature layer: about 99% test accuracy after two epochs."""
+    return keras.Sequential(
+        [
+            keras.Input(shape=(28, 28, 1)),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Flatten(),
+            layers.Dense(128, activation="relu", name=FEATURES),
+            layers.Dense(10, activation="softmax"),
+        ],
+        name="mnist_classifier",
+    )
+
+
+def fingerprint(mnist: Mnist) -> str:
+    digest = hashlib.sha256(mnist.x_train.tobytes())
+    digest.update(mnist.y_train.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def load_or_train_classifier(mnist: Mnist, cache: Path, epochs: int = 2, seed: int = 0) -> keras.Model:
+    path = Path(cache) / f"classifier-{fingerprint(mnist)}.keras"
+    if path.exists():
+        log.info("quality: using the cached classifier %s", path)
+        return keras.models.load_model(path)
+    log.info("quality: training the MNIST classifier on %d images (once per data set)", len(mnist.x_train))
+    keras.utils.set_random_seed(seed)
+    classifier = build_classifier()
+    classifier.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    classifier.fit(to_unit_range(mnist.x_train), mnist.y_train, batch_size=128, epochs=epochs, verbose=0)
+    if mnist.x_test is not None:
+        _, accuracy = classifier.evaluate(to_unit_range(mnist.x_test), mnist.y_test, batch_size=512, verbose=0)
+        log.info("quality: classifier test accuracy %.4f", accuracy)
+    save_keras_atomically(classifier, path)
+    return classifier
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    frechet_distance: float
+    class_shares: list[float]  # share of the samples classified as each digit 0..9
+    label_accuracy: float | None  # conditional models: share classified as the digit asked for
+
+    @property
+    def classes_covered(self) -> int:
+        return sum(share >= COVERED for share in self.class_shares)
+
+    def record(self) -> dict:
+        record = {
+            "frechet_distance": self.frechet_distance,
+            "classes_covered": self.classes_covered,
+            "class_shares": self.class_shares,
+        }
+        if self.label_accuracy is not None:
+            record["label_accuracy"] = self.label_accuracy
+        return record
+
+
+class QualityMeter:
+    """Compares generated images with the real test images through the classifier's features."""
+
+    def __init__(self, classifier: keras.Model, real_images: np.ndarray) -> None:
+        self.model = keras.Model(classifier.inputs, [classifier.get_layer(FEATURES).output, classifier.outputs[0]])
+        features, _ = self._features(real_images)
+        self.real_mean, self.real_cov = _moments(features)
+
+    def _features(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        features, probabilities = self.model.predict(images, batch_size=500, verbose=0)
+        return features.astype(np.float64), probabilities
+
+    def measure(self, images: np.ndarray, asked: np.ndarray | None = None) -> QualityReport:
+        """`images` in [-1, 1], (N, 28, 28, 1); `asked`: the digit each was generated as (conditional models)."""
+        features, probabilities = self._features(images)
+        mean, cov = _moments(features)
+        predicted = probabilities.argmax(axis=1)
+        shares = np.bincount(predicted, minlength=10) / len(predicted)
+        return QualityReport(
+            frechet_distance=frechet_distance(self.real_mean, self.real_cov, mean, cov),
+            class_shares=[round(float(share), 4) for share in shares],
+            label_accuracy=None if asked is None else float(np.mean(predicted == asked)),
+        )
+
+
+def frechet_distance(mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray, cov_b: np.ndarray) -> float:
+    """|m_a - m_b|² + Tr(C_a + C_b - 2 (C_a C_b)^½) between two Gaussians, as in FID (numpy only: the trace of
+    the matrix square root is the sum of the square roots of the eigenvalues of C_a^½ C_b C_a^½)."""
+    values, vectors = np.linalg.eigh(cov_a)
+    root_a = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    middle = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
+    trace_root = np.sum(np.sqrt(np.clip(middle, 0, None)))
+    return float(np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root)
+
+
+def _moments(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+class GanQualityMeter(QualityMeter):
+    """The quality of a GAN's samples during training: the same latents (and digits) at every checkpoint."""
+
+    def __init__(self, classifier: keras.Model, real_images: np.ndarray, samples: int, latent_dim: int) -> None:
+        super().__init__(classifier, real_images)
+        # A generator of its own, so that measuring never touches the training's random state.
+        self.latents = np.random.default_rng(20_240_601).standard_normal((samples, latent_dim)).astype(np.float32)
+        self.digits = (np.arange(samples) % 10).astype(np.int32)
+
+    def measure_gan(self, gan) -> QualityReport:
+        from job.gan import generate
+
+        if gan.conditional:
+            return self.measure(generate(gan, self.latents, self.digits), asked=self.digits)
+        return self.measure(generate(gan, self.latents))

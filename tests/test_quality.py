@@ -1,0 +1,58 @@
+"""Sample quality is measured by a small MNIST classifier: a Fréchet distance of its features, the share of each
+digit, and for conditional models the share classified as the digit asked for."""
+
+import numpy as np
+import pytest
+
+from job.data import load_mnist, reference_images, to_unit_range
+from job.quality import QualityMeter, fingerprint, frechet_distance, load_or_train_classifier
+from tests.conftest import SMALL_MNIST
+
+
+def test_frechet_distance_of_a_gaussian_with_itself_is_zero():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(500, 8))
+    mean, cov = features.mean(0), np.cov(features, rowvar=False)
+    assert frechet_distance(mean, cov, mean, cov) == pytest.approx(0, abs=1e-8)
+
+
+def test_frechet_distance_matches_the_closed_form_for_diagonal_gaussians():
+    # For diagonal covariances: |m1 - m2|² + Σ (σ1 - σ2)².
+    m1, m2 = np.array([0.0, 1.0]), np.array([3.0, 1.0])
+    s1, s2 = np.array([1.0, 4.0]), np.array([9.0, 1.0])
+    expected = 9.0 + (1 - 3) ** 2 + (2 - 1) ** 2
+    assert frechet_distance(m1, np.diag(s1), m2, np.diag(s2)) == pytest.approx(expected)
+
+
+@pytest.fixture(scope="module")
+def meter(tmp_path_factory):
+    mnist = load_mnist(SMALL_MNIST)
+    classifier = load_or_train_classifier(mnist, tmp_path_factory.mktemp("cache"), epochs=8)
+    return mnist, QualityMeter(classifier, reference_images(mnist))
+
+
+def test_real_images_score_well_and_noise_scores_badly(meter):
+    mnist, quality = meter
+    real = quality.measure(to_unit_range(mnist.x_train[:200]), asked=mnist.y_train[:200])
+    noise = quality.measure(np.random.default_rng(0).uniform(-1, 1, (200, 28, 28, 1)).astype(np.float32))
+    assert real.frechet_distance * 5 < noise.frechet_distance
+    assert real.classes_covered == 10  # real MNIST holds every digit
+    assert real.label_accuracy > 0.9  # the classifier recognises the training digits
+    assert sum(real.class_shares) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_a_collapsed_generator_covers_one_digit(meter):
+    mnist, quality = meter
+    ones = to_unit_range(mnist.x_train[mnist.y_train == 1][:50])
+    report = quality.measure(np.repeat(ones[:1], 200, axis=0))
+    assert report.classes_covered == 1 and report.class_shares[1] == 1.0
+
+
+def test_the_classifier_is_trained_once_per_data_set_and_cached(tmp_path, caplog):
+    mnist = load_mnist(SMALL_MNIST)
+    caplog.set_level("INFO")
+    load_or_train_classifier(mnist, tmp_path, epochs=1)
+    assert (tmp_path / f"classifier-{fingerprint(mnist)}.keras").is_file()
+    caplog.clear()
+    load_or_train_classifier(mnist, tmp_path, epochs=1)
+    assert "using the cached classifier" in caplog.text and "training the MNIST classifier" not in caplog.text
