@@ -1,5 +1,6 @@
 """Sample quality of the presets, side by side in one run: `--preset seed` (the tutorial), `--preset default`, and
-`--preset default --conditional`, trained for the same steps on the same data with the same seed.
+`--preset default --conditional`, and `--preset default --no-ema` (the same training as default: what the moving
+average adds), trained for the same steps on the same data with the same seed.
 
 Each variant is a real `gan-job train` run; its quality is what the job itself logs at every checkpoint: the
 Fréchet distance between classifier features of 2,000 samples and of the real test images, how many digits cover

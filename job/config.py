@@ -17,15 +17,14 @@ class Hyperparameters:
     learning_rate: float
     beta_1: float
     beta_2: float
-    real_label: float  # the discriminator's target for real images: below 1 is one-sided label smoothing
     ema_decay: float  # exponential moving average of the generator's weights, for samples and export; 0 = off
 
 
-# `seed` is the original Keras tutorial, exactly: Adam(2e-4) with Keras' default betas, labels 1 and 0, no EMA.
+# `seed` is the original Keras tutorial, exactly: Adam(2e-4) with Keras' default betas, no EMA.
 # `default` is where measured improvements go; see README.md for what differs and why.
 PRESETS: dict[str, Hyperparameters] = {
-    "seed": Hyperparameters(learning_rate=2e-4, beta_1=0.9, beta_2=0.999, real_label=1.0, ema_decay=0.0),
-    "default": Hyperparameters(learning_rate=2e-4, beta_1=0.5, beta_2=0.999, real_label=0.9, ema_decay=0.999),
+    "seed": Hyperparameters(learning_rate=2e-4, beta_1=0.9, beta_2=0.999, ema_decay=0.0),
+    "default": Hyperparameters(learning_rate=2e-4, beta_1=0.5, beta_2=0.999, ema_decay=0.999),
 }
 
 # Fields that may change between two starts of the same run: where the data and output live, how long to train

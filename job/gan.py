@@ -88,7 +88,7 @@ def call_generator(model: keras.Model, latents, labels=None, training: bool = Fa
 class TrainStep:
     """The tutorial's training step, explicit: the discriminator's half, then the generator's half.
 
-    The discriminator learns from batch/2 real and batch/2 generated images (labels `real_label` and 0); then the
+    The discriminator learns from batch/2 real and batch/2 generated images (labels 1 and 0); then the
     generator learns, through the discriminator, to make `batch` latents pass as real. Conditional models draw a
     random digit for each generated image and see the true digit of each real one.
     """
@@ -99,7 +99,6 @@ class TrainStep:
         images: np.ndarray,
         batch: int,
         labels: np.ndarray | None = None,
-        real_label: float = 1.0,
         ema_decay: float = 0.0,
     ) -> None:
         self.gan = gan
@@ -108,7 +107,7 @@ class TrainStep:
         self.half, self.batch = batch // 2, batch
         self.latent_dim = gan.generator.inputs[0].shape[-1]
         self.bce = keras.losses.BinaryCrossentropy()
-        self.d_targets = tf.concat([tf.fill([self.half, 1], real_label), tf.zeros([self.half, 1])], axis=0)
+        self.d_targets = tf.concat([tf.ones([self.half, 1]), tf.zeros([self.half, 1])], axis=0)
         self.ema_decay = ema_decay
 
     def _digits(self, count: int):

@@ -27,12 +27,16 @@ def build_discriminator(conditional: bool = False) -> keras.Model:
             [keras.Input(shape=IMAGE_SHAPE, name="image"), layers.Flatten(), *_discriminator_layers()],
             name="discriminator",
         )
+    # A projection discriminator (Miyato & Koyama 2018): the logit is a function of the image's features plus
+    # their dot product with the label's embedding, so every judgement is "is this a real image OF THIS DIGIT".
     image = keras.Input(shape=IMAGE_SHAPE, name="image")
     label = keras.Input(shape=(), dtype="int32", name="label")
-    x = layers.Concatenate()([layers.Flatten()(image), layers.Embedding(10, LABEL_EMBEDDING)(label)])
-    for layer in _discriminator_layers():
-        x = layer(x)
-    return keras.Model([image, label], x, name="discriminator")
+    features = layers.Flatten()(image)
+    for layer in _discriminator_layers()[:-1]:
+        features = layer(features)
+    projection = layers.Dot(axes=1)([layers.Embedding(10, 392, name="label_projection")(label), features])
+    logit = layers.Add()([layers.Dense(1)(features), projection])
+    return keras.Model([image, label], layers.Activation("sigmoid")(logit), name="discriminator")
 
 
 def _generator_mlp(input_dim: int, name: str) -> keras.Sequential:
@@ -52,7 +56,7 @@ def _generator_mlp(input_dim: int, name: str) -> keras.Sequential:
 
 
 def _discriminator_layers() -> list[layers.Layer]:
-    """Dense 784-392 with LeakyReLU(0.2), then a sigmoid unit."""
+    """Dense 784-392 with LeakyReLU(0.2), then a sigmoid unit (conditional models project instead)."""
     return [
         layers.Dense(784),
         layers.LeakyReLU(negative_slope=0.2),

@@ -92,7 +92,7 @@ def train(
         write_model_summaries(run, [gan.generator, gan.discriminator])
 
     if start < config.steps:
-        step = TrainStep(gan, images, config.batch, labels, config.hyper.real_label, config.ema_decay)
+        step = TrainStep(gan, images, config.batch, labels, config.ema_decay)
         meter = _quality_meter(config, mnist)
         _train_until(config, run, gan, checkpoints, step, meter, start, on_progress or _log_progress, stop)
     elif run.generator.exists() and run.onnx.exists():

@@ -52,7 +52,7 @@ def test_compiled_steps_count_steps_and_return_finite_means(step):
 def conditional_step(small_mnist):
     config = TrainConfig(out=Path("unused"), seed=1, conditional=True)
     images, labels = training_set(load_mnist(small_mnist), -1)
-    return TrainStep(build_gan(config), images, config.batch, labels, config.hyper.real_label, config.ema_decay)
+    return TrainStep(build_gan(config), images, config.batch, labels, config.ema_decay)
 
 
 def test_conditional_generator_step_also_leaves_the_discriminator_untouched(conditional_step):
@@ -88,10 +88,9 @@ def test_ema_follows_the_generator_and_is_what_samples_are_drawn_from(conditiona
         assert np.abs(average - weight).max() <= np.abs(start - weight).max() + 1e-6
 
 
-def test_seed_preset_is_the_tutorial_no_ema_no_label_smoothing():
+def test_seed_preset_is_the_tutorial_without_ema():
     config = TrainConfig(out=Path("unused"), preset="seed")
     gan = build_gan(config)
     assert gan.ema_generator is None and gan.sampler is gan.generator
-    assert config.hyper.real_label == 1.0
     assert TrainConfig(out=Path("unused"), preset="seed", ema=True).ema_decay == 0.999
     assert TrainConfig(out=Path("unused"), ema=False).ema_decay == 0.0

@@ -63,3 +63,41 @@ def test_bad_input_is_one_line_and_exit_code_2_with_nothing_written(tmp_path, sm
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_evaluate_prints_the_quality_of_any_exported_generator(trained_run, small_mnist, tmp_path):
+    model = trained_run[0] / "generator.onnx"
+    result = run_cli(
+        "evaluate",
+        "--model",
+        str(model),
+        "--data",
+        str(small_mnist),
+        "--samples",
+        "200",
+        "--quality-cache",
+        str(tmp_path),
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["samples"] == 200 and report["frechet_distance"] > 0
+    assert len(report["class_shares"]) == 10 and "label_accuracy" not in report
+    text = run_cli(
+        "evaluate",
+        "--model",
+        str(model),
+        "--data",
+        str(small_mnist),
+        "--samples",
+        "200",
+        "--quality-cache",
+        str(tmp_path),
+    )
+    assert "Fréchet distance:" in text.stdout and "digits covered:" in text.stdout
+
+
+def test_evaluate_refuses_a_file_that_is_not_a_generator(tmp_path, small_mnist):
+    (tmp_path / "junk.onnx").write_bytes(b"junk")
+    result = run_cli("evaluate", "--model", str(tmp_path / "junk.onnx"), "--data", str(small_mnist))
+    assert result.returncode == 2 and "cannot load" in result.stderr and "Traceback" not in result.stderr
