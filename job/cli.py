@@ -28,6 +28,15 @@ def _option(name: str, **kwargs):
     return click.option(name, envvar=envvar, show_envvar=True, **kwargs)
 
 
+data_option = _option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="MNIST as a Keras-style .npz or a folder of the four IDX files (.gz or not). "
+    "Default: keras.datasets.mnist's download.",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="mnist-gan")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging, TensorFlow's included.")
@@ -43,13 +52,7 @@ def main(verbose: bool) -> None:
     required=True,
     help="Run directory: checkpoints, samples, metrics, the final models. Same --out again resumes.",
 )
-@_option(
-    "--data",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="MNIST as a Keras-style .npz or a folder of the four IDX files (.gz or not). "
-    "Default: keras.datasets.mnist's download.",
-)
+@data_option
 @_option("--digit", type=click.IntRange(-1, 9), default=-1, help="Train on one digit only; -1 for all.")
 @_option("--steps", type=click.IntRange(min=1), default=50_000, help="Training steps in all.")
 @_option(
@@ -234,12 +237,7 @@ def _export(run_path: Path, step: int | None, out: Path | None) -> None:
     required=True,
     help="An exported generator (.onnx).",
 )
-@_option(
-    "--data",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="MNIST (.npz or IDX folder) for the classifier and the real test images [default: Keras' download].",
-)
+@data_option
 @click.option("--samples", type=click.IntRange(min=10), default=10_000, show_default=True, help="Samples to measure.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the samples' latents.")
 @_option(

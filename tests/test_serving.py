@@ -79,57 +79,25 @@ def test_info_prints_inputs_outputs_and_metadata(model):
     assert parsed["metadata"]["digit"] == "-1" and parsed["inputs"][0]["name"] == "z"
 
 
+def interpolate(model, out, *extra):
+    return gan_digits("interpolate", "--model", model, "--from", 4, "--to", 9, *extra, "--out", out)
+
+
 def test_interpolate_writes_a_strip_or_an_animation(model, tmp_path):
-    assert (
-        gan_digits(
-            "interpolate",
-            "--model",
-            model,
-            "--from",
-            1,
-            "--to",
-            2,
-            "--steps",
-            6,
-            "--scale",
-            1,
-            "--out",
-            tmp_path / "walk.png",
-        ).exit_code
-        == 0
-    )
+    assert interpolate(model, tmp_path / "walk.png", "--steps", 6, "--scale", 1).exit_code == 0
     assert Image.open(tmp_path / "walk.png").size == (6 * 30 + 2, 32)
-    assert (
-        gan_digits("interpolate", "--model", model, "--from", 1, "--to", 2, "--out", tmp_path / "walk.gif").exit_code
-        == 0
-    )
-    gif = Image.open(tmp_path / "walk.gif")
-    assert gif.n_frames == 10
+    assert interpolate(model, tmp_path / "walk.gif").exit_code == 0
+    assert Image.open(tmp_path / "walk.gif").n_frames == 10
 
 
 def test_interpolation_starts_and_ends_at_the_seeds_first_digits(model, tmp_path):
-    gan_digits(
-        "interpolate",
-        "--model",
-        model,
-        "--from",
-        4,
-        "--to",
-        9,
-        "--steps",
-        3,
-        "--scale",
-        1,
-        "--out",
-        tmp_path / "walk.png",
-    )
+    interpolate(model, tmp_path / "walk.png", "--steps", 3, "--scale", 1)
+    strip = np.asarray(Image.open(tmp_path / "walk.png"))
     for seed, column in ((4, 0), (9, 2)):
-        gan_digits(
-            "generate", "--model", model, "--seed", seed, "-n", 1, "--format", "npy", "--out", tmp_path / f"{seed}.npy"
-        )
-        strip = np.asarray(Image.open(tmp_path / "walk.png"))
+        npy = tmp_path / f"{seed}.npy"
+        gan_digits("generate", "--model", model, "--seed", seed, "-n", 1, "--format", "npy", "--out", npy)
         left = 2 + column * 30
-        np.testing.assert_array_equal(strip[2:30, left : left + 28], np.load(tmp_path / f"{seed}.npy")[0])
+        np.testing.assert_array_equal(strip[2:30, left : left + 28], np.load(npy)[0])
 
 
 def test_slerp_keeps_the_ends_and_the_norm_of_orthogonal_latents():
