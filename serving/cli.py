@@ -44,7 +44,13 @@ def main() -> None:
 @model_option
 @click.option("-n", "--count", type=click.IntRange(min=1), default=16, show_default=True, help="How many digits.")
 @click.option("--seed", type=int, default=0, show_default=True, help="The same seed gives the same digits.")
-@click.option("--digit", type=click.IntRange(0, 9), default=None, help="The digit to generate, if the model can.")
+@click.option(
+    "--digit",
+    type=click.IntRange(0, 9),
+    default=None,
+    help="The digit to generate: any, for a conditional model (without it, a grid has one row per digit); "
+    "for a model trained on one digit, that one.",
+)
 @click.option(
     "--format",
     "output_format",
@@ -132,7 +138,7 @@ def info(model: Path, as_json: bool) -> None:
 @click.option("--from", "from_seed", type=int, required=True, help="Seed of the first digit.")
 @click.option("--to", "to_seed", type=int, required=True, help="Seed of the last digit.")
 @click.option("--steps", type=click.IntRange(min=2), default=10, show_default=True, help="Frames, both ends included.")
-@click.option("--digit", type=click.IntRange(0, 9), default=None, help="The digit, if the model can choose.")
+@click.option("--digit", type=click.IntRange(0, 9), default=None, help="The digit (conditional models need it).")
 @click.option("--scale", type=click.IntRange(1, 64), default=2, show_default=True, help="Pixels per model pixel.")
 @click.option("--frame-ms", type=click.IntRange(min=10), default=120, show_default=True, help="GIF frame duration.")
 @click.option(
