@@ -26,6 +26,7 @@ BIN = Path(sys.executable).parent
 VARIANTS = {
     "seed": ["--preset", "seed"],
     "default": ["--preset", "default"],
+    "default_no_ema": ["--preset", "default", "--no-ema"],
     "conditional": ["--preset", "default", "--conditional"],
 }
 
