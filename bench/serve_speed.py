@@ -80,48 +80,29 @@ def main() -> None:
     run = ensure_run(args.run, scratch)
     onnx_model, keras_model = str(run / "generator.onnx"), str(run / "generator.keras")
 
-    cold = {"onnx": [], "tensorflow": []}
-    for _ in range(args.repeats):  # interleaved, so both see the same machine load
-        cold["onnx"].append(
-            measure(
-                [
-                    str(BIN / "gan-digits"),
-                    "generate",
-                    "--model",
-                    onnx_model,
-                    "-n",
-                    "16",
-                    "--out",
-                    str(scratch / "onnx.png"),
-                ]
-            )
-        )
-        cold["tensorflow"].append(
-            measure([sys.executable, "-c", TENSORFLOW_GRID, keras_model, str(scratch / "tf.png")])
-        )
-    bulk = {"gan_digits": [], "bare_loop": []}
-    for _ in range(args.repeats):
-        bulk["gan_digits"].append(
-            measure(
-                [
-                    str(BIN / "gan-digits"),
-                    "generate",
-                    "--model",
-                    onnx_model,
-                    "-n",
-                    str(args.bulk),
-                    "--format",
-                    "npy",
-                    "--batch-size",
-                    str(args.batch_size),
-                    "--out",
-                    str(scratch / "bulk.npy"),
-                ]
-            )
-        )
-        bulk["bare_loop"].append(
-            measure([sys.executable, "-c", BARE_LOOP, onnx_model, str(args.bulk), str(args.batch_size)])
-        )
+    digits = [str(BIN / "gan-digits"), "generate", "--model", onnx_model]
+    commands = {
+        "onnx": [*digits, "-n", "16", "--out", str(scratch / "onnx.png")],
+        "tensorflow": [sys.executable, "-c", TENSORFLOW_GRID, keras_model, str(scratch / "tf.png")],
+        "gan_digits": [
+            *digits,
+            "-n",
+            str(args.bulk),
+            "--format",
+            "npy",
+            "--batch-size",
+            str(args.batch_size),
+            "--out",
+            str(scratch / "bulk.npy"),
+        ],
+        "bare_loop": [sys.executable, "-c", BARE_LOOP, onnx_model, str(args.bulk), str(args.batch_size)],
+    }
+    samples = {name: [] for name in commands}
+    for _ in range(args.repeats):  # interleaved, so that all see the same machine load
+        for name, command in commands.items():
+            samples[name].append(measure(command))
+    cold = {name: samples[name] for name in ("onnx", "tensorflow")}
+    bulk = {name: samples[name] for name in ("gan_digits", "bare_loop")}
 
     def wall(samples):
         return statistics.median(s[0] for s in samples)

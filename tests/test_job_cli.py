@@ -67,33 +67,13 @@ def test_bad_input_is_one_line_and_exit_code_2_with_nothing_written(tmp_path, sm
 
 def test_evaluate_prints_the_quality_of_any_exported_generator(trained_run, small_mnist, tmp_path):
     model = trained_run[0] / "generator.onnx"
-    result = run_cli(
-        "evaluate",
-        "--model",
-        str(model),
-        "--data",
-        str(small_mnist),
-        "--samples",
-        "200",
-        "--quality-cache",
-        str(tmp_path),
-        "--json",
-    )
+    args = ["evaluate", "--model", str(model), "--data", str(small_mnist), "--samples", "200"]
+    result = run_cli(*args, "--quality-cache", str(tmp_path), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["samples"] == 200 and report["frechet_distance"] > 0
     assert len(report["class_shares"]) == 10 and "label_accuracy" not in report
-    text = run_cli(
-        "evaluate",
-        "--model",
-        str(model),
-        "--data",
-        str(small_mnist),
-        "--samples",
-        "200",
-        "--quality-cache",
-        str(tmp_path),
-    )
+    text = run_cli(*args, "--quality-cache", str(tmp_path))
     assert "Fréchet distance:" in text.stdout and "digits covered:" in text.stdout
 
 
