@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -52,14 +53,8 @@ class Progress:
     elapsed_s: float
 
     def record(self) -> dict:
-        return {
-            "step": self.step,
-            "d_loss": self.d_loss,
-            "g_loss": self.g_loss,
-            "d_accuracy": self.d_accuracy,
-            "steps_per_s": self.steps_per_s,
-            "elapsed_s": self.elapsed_s,
-        }
+        """The metrics.jsonl line: everything but the total step count."""
+        return {key: value for key, value in dataclasses.asdict(self).items() if key != "steps"}
 
 
 def train(
