@@ -1,23 +1,30 @@
 """Fault injection at scale: a real training run killed (SIGKILL) or terminated (SIGTERM) at many random points,
-restarted after each, then compared with an uninterrupted run of the same configuration.
+its state damaged after some of the kills, restarted after each, then compared with an uninterrupted run of the
+same configuration.
 
 After every kill the run directory is checked the way a restart would trust it: config.json parses, every sample
-PNG opens, every checkpoint the `checkpoint` state file lists reads back whole, metrics.jsonl has no torn line
-beyond what the next start drops. Steps lost = the last step a killed process logged minus the step the next start
-resumed from.
+PNG opens, every checkpoint on disk reads back whole. Then, after about half of the kills, one damage of the kinds
+a crash, a bad disk or a careless operator leaves: the newest checkpoint truncated, a torn metrics line, a
+half-written checkpoint folder, TensorFlow's `checkpoint` bookkeeping file lost. A restart must resume from the
+newest checkpoint that is still whole. Steps lost = the last step a killed process logged minus the step the next
+start resumed from. Last, a copy of a run with every checkpoint unreadable must be refused (exit 2) and left as it
+was.
 
     python bench/faults.py [--kills 12] [--steps 2000] [--data tests/data/mnist_small.npz]
 
-Last line: one JSON object (kills, resumes_ok, steps_lost_total, steps_lost_max, corrupt_files, identical).
+Last line: one JSON object (kills, damages, resumes_ok, steps_lost_total, steps_lost_max, corrupt_files,
+identical_to_uninterrupted, unreadable_refused_untouched).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +37,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from job.checkpoints import steps_on_disk  # noqa: E402
 
 REPO = Path(__file__).parents[1]
 CODE = "import sys; from job.cli import main; sys.exit(main())"
@@ -86,20 +95,73 @@ def corrupt_files(out: Path) -> list[str]:
             Image.open(png).load()
         except Exception:
             bad.append(str(png))
-    state = tf.train.get_checkpoint_state(str(out / "checkpoints"))
-    for path in state.all_model_checkpoint_paths if state else []:
-        try:
-            reader = tf.train.load_checkpoint(path)
-            for key in reader.get_variable_to_shape_map():
-                reader.get_tensor(key)
-        except Exception:
-            bad.append(path)
+    bad += [f"checkpoint {step}" for step in steps_on_disk(out / "checkpoints") if not readable(out, step)]
     return bad
 
 
+def readable(out: Path, step: int) -> bool:
+    try:
+        reader = tf.train.load_checkpoint(str(out / "checkpoints" / f"ckpt-{step}"))
+        for key in reader.get_variable_to_shape_map():
+            reader.get_tensor(key)
+    except Exception:
+        return False
+    return True
+
+
 def newest_checkpoint(out: Path) -> int:
-    state = tf.train.get_checkpoint_state(str(out / "checkpoints"))
-    return int(state.model_checkpoint_path.rsplit("-", 1)[1]) if state else 0
+    """The newest checkpoint that reads back whole: where a restart must resume."""
+    return next((step for step in reversed(steps_on_disk(out / "checkpoints")) if readable(out, step)), 0)
+
+
+def truncate_newest_checkpoint(out: Path) -> None:
+    steps = steps_on_disk(out / "checkpoints")
+    if len(steps) > 1:  # keep one to resume from: with none readable the job refuses (checked apart)
+        for data in (out / "checkpoints").glob(f"ckpt-{steps[-1]}.data-*"):
+            data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+
+
+def tear_metrics_line(out: Path) -> None:
+    with open(out / "metrics.jsonl", "a") as metrics:
+        metrics.write('{"step": 99999, "d_lo')
+
+
+def leave_partial_write(out: Path) -> None:
+    partial = out / "checkpoints" / ".partial-99999"
+    partial.mkdir(parents=True, exist_ok=True)
+    (partial / "ckpt-99999.data-00000-of-00001").write_bytes(b"half a checkpoint")
+
+
+def lose_bookkeeping_file(out: Path) -> None:
+    (out / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')  # stale and wrong
+
+
+DAMAGES = {
+    "truncated newest checkpoint": truncate_newest_checkpoint,
+    "torn metrics line": tear_metrics_line,
+    "half-written checkpoint folder": leave_partial_write,
+    "wrong bookkeeping file": lose_bookkeeping_file,
+}
+
+
+def unreadable_is_refused_untouched(run: Path, scratch: Path, args) -> bool:
+    """A copy of `run` with every checkpoint truncated: the job must exit 2 and change no file."""
+    copy = scratch / "unreadable"
+    shutil.copytree(run, copy)
+    (copy / "generator.onnx").unlink(missing_ok=True)
+    for data in (copy / "checkpoints").glob("*.data-*"):
+        data.write_bytes(data.read_bytes()[:1000])
+    before = files_and_hashes(copy)
+    result = subprocess.run(job_command(copy, args), capture_output=True, text=True)
+    return result.returncode == 2 and files_and_hashes(copy) == before
+
+
+def files_and_hashes(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != ".lock"
+    }
 
 
 def final_state(out: Path, step: int) -> dict[str, np.ndarray]:
@@ -135,12 +197,16 @@ def main() -> None:
             if event["code"] == 0:
                 finished_from = event["resumed_from"]
                 break  # finished before the signal landed: not a kill
+            corrupt += corrupt_files(out)
+            event["damage"] = rng.choice([None, *DAMAGES]) if len(round_events) % 2 else None
+            if event["damage"]:
+                DAMAGES[event["damage"]](out)
             event["newest_checkpoint"] = newest_checkpoint(out)
             round_events.append(event)
-            corrupt += corrupt_files(out)
             print(
                 f"kill {len(events) + len(round_events):2d}: {event['signal']:7s} at step ~{event['last_step']:4d} "
-                f"(this start resumed from {event['resumed_from']:4d}) -> exit {event['code']}",
+                f"(this start resumed from {event['resumed_from']:4d}) -> exit {event['code']}"
+                + (f", then: {event['damage']}" if event["damage"] else ""),
                 file=sys.stderr,
             )
         last = subprocess.run(job_command(out, args), capture_output=True, text=True)
@@ -171,6 +237,7 @@ def main() -> None:
         )
     figures = {
         "kills": len(events),
+        "damages": sum(e["damage"] is not None for e in events),
         "sigkill": sum(e["signal"] == "SIGKILL" for e in events),
         "sigterm": sum(e["signal"] == "SIGTERM" for e in events),
         "sigterm_exit_75": sum(e["signal"] == "SIGTERM" and e["code"] == 75 for e in events),
@@ -181,6 +248,7 @@ def main() -> None:
         "steps_lost_after_sigterm": sum(n for n, e in zip(lost, events, strict=True) if e["signal"] == "SIGTERM"),
         "corrupt_files": len(corrupt),
         "identical_to_uninterrupted": identical,
+        "unreadable_refused_untouched": unreadable_is_refused_untouched(reference, scratch, args),
         "rounds": rounds,
         "steps": args.steps,
         "checkpoint_every": args.checkpoint_every,

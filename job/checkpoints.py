@@ -1,57 +1,116 @@
-"""Checkpoints of the full training state, named by step, the last few kept; restore falls back past bad ones."""
+"""Checkpoints of the full training state, named by step, the last few kept; restore falls back past bad ones.
+
+The files on disk are the record: `ckpt-N.index` exists only once checkpoint N is complete and durable. TensorFlow's
+own bookkeeping file (`checkpoint`) is not needed, so losing or damaging it loses nothing. Each checkpoint is written
+into a private folder first, fsynced (TensorFlow does not), and only then moved into place, data before index, so
+that what is recorded survives a power cut and not only a killed process.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 from pathlib import Path
 
 import tensorflow as tf
 
+from job.errors import CheckpointsUnreadable
+from serving.files import fsync_directory
 from serving.model import first_line
 
 log = logging.getLogger(__name__)
 
 PREFIX = "ckpt"
+INDEX = re.compile(rf"^{PREFIX}-(\d+)\.index$")
+PARTIAL = ".partial-"  # a checkpoint being written: a folder that a restart removes
 
 
 class Checkpoints:
     def __init__(self, folder: Path, checkpoint: tf.train.Checkpoint, keep: int) -> None:
         self.folder = Path(folder)
         self.checkpoint = checkpoint
-        self.manager = tf.train.CheckpointManager(checkpoint, str(folder), max_to_keep=keep, checkpoint_name=PREFIX)
+        self.keep = keep
+        # Restoring creates the checkpoint's save counter, which only save() (not write()) would record: create
+        # it now so that every checkpoint holds it and a restore matches every object.
+        _ = checkpoint.save_counter
 
     def steps(self) -> list[int]:
-        """The steps of the checkpoints kept, oldest first."""
-        return [step_of(path) for path in self.manager.checkpoints]
+        """The steps of the checkpoints on disk, oldest first."""
+        return steps_on_disk(self.folder)
+
+    def prefix(self, step: int) -> Path:
+        return self.folder / f"{PREFIX}-{step}"
 
     def save(self, step: int) -> Path:
+        """Write checkpoint `step` durably, then drop the oldest beyond `keep`."""
+        partial = self.folder / f"{PARTIAL}{step}"
+        shutil.rmtree(partial, ignore_errors=True)
         try:
-            return Path(self.manager.save(checkpoint_number=step))
-        except tf.errors.OpError as error:  # a full disk or a lost volume: the earlier checkpoints are intact
-            shutil.rmtree(self.folder / f"{PREFIX}-{step}_temp", ignore_errors=True)  # TensorFlow's partial files
-            reason = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]", "", error.message)  # drop TensorFlow's op names
+            partial.mkdir(parents=True)
+            written = Path(self.checkpoint.write(str(partial / f"{PREFIX}-{step}")))
+            files = sorted(partial.iterdir(), key=lambda path: path.suffix == ".index")  # the index last
+            for path in files:
+                _fsync(path)
+            for path in files:
+                os.replace(path, self.folder / path.name)
+            fsync_directory(self.folder)
+        except (tf.errors.OpError, OSError) as error:  # a full disk or a lost volume: earlier ones are intact
+            reason = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]", "", getattr(error, "message", None) or str(error))
             raise OSError(
                 f"cannot write the checkpoint of step {step} ({reason}); the checkpoints before it are intact, "
                 "run again to resume once the volume is fixed"
             ) from error
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+        self._drop_old()
+        return self.folder / written.name
+
+    def _drop_old(self) -> None:
+        for step in self.steps()[: -self.keep]:
+            for path in self.folder.glob(f"{PREFIX}-{step}.*"):
+                path.unlink(missing_ok=True)
 
     def restore_latest(self) -> int:
-        """Restore the newest checkpoint that reads back whole; returns its step, or 0 when there is none."""
-        for path in reversed(self.manager.checkpoints):
+        """Restore the newest checkpoint that reads back whole; returns its step, or 0 when there is none.
+        CheckpointsUnreadable when there are checkpoints and none reads back: they are all left as they are."""
+        self._remove_partial_writes()
+        steps = self.steps()
+        for step in reversed(steps):
             try:
-                self.checkpoint.restore(path).assert_existing_objects_matched()
+                self.restore_step(step)
             except Exception as error:  # truncated or corrupt files: TensorFlow raises several kinds
-                log.warning("checkpoint %s is unreadable (%s); trying the one before it", path, first_line(error))
+                reason = first_line(error)
+                log.warning("checkpoint %s is unreadable (%s); trying the one before it", self.prefix(step), reason)
                 continue
-            return step_of(path)
+            return step
+        if steps:
+            raise CheckpointsUnreadable(
+                f"none of the {len(steps)} checkpoints in {self.folder} reads back (steps "
+                f"{', '.join(map(str, steps))}); they are left as they are: restore them from a backup, or --force "
+                "to start a new run there"
+            )
         return 0
 
     def restore_step(self, step: int) -> None:
         """Restore the checkpoint of `step`, one of `steps()` (the caller says what to do when it is not kept)."""
-        self.checkpoint.restore(str(self.folder / f"{PREFIX}-{step}")).assert_existing_objects_matched()
+        self.checkpoint.restore(str(self.prefix(step))).assert_existing_objects_matched()
+
+    def _remove_partial_writes(self) -> None:
+        if self.folder.is_dir():
+            for partial in self.folder.glob(f"{PARTIAL}*"):
+                shutil.rmtree(partial, ignore_errors=True)
 
 
-def step_of(path: str | Path) -> int:
-    return int(str(path).rsplit("-", 1)[1])
+def steps_on_disk(folder: Path) -> list[int]:
+    """The steps of the complete checkpoints in `folder` (those with an index file), oldest first."""
+    if not Path(folder).is_dir():
+        return []
+    found = (INDEX.match(path.name) for path in Path(folder).iterdir())
+    return sorted(int(match.group(1)) for match in found if match)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as file:
+        os.fsync(file.fileno())

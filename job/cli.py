@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 
 import click
 
-from job.config import REQUIRED, ConfigError, Option, TrainConfig, default_of, flag_of, option_type, options
+from job import signals
+from job.config import REQUIRED, Option, TrainConfig, default_of, flag_of, option_type, options
+from job.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    BadInput,
+    ConfigError,
+    ExportError,
+    Interrupted,
+)
 from job.native_logs import filter_native_stderr
-
-# Exit codes (README.md, "Exit codes"; the Kubernetes podFailurePolicy relies on them).
-EXIT_BAD_INPUT = 2  # bad configuration, data or output volume, or training diverged: retrying cannot help
-EXIT_INTERRUPTED = 75  # SIGTERM or SIGINT: a checkpoint was written, starting again resumes (EX_TEMPFAIL)
+from serving.oneline import OneLineErrors
 
 ENV_PREFIX = "GAN_"
 
@@ -60,7 +64,7 @@ def train_options(command):
 data_option = _config_option("data", options()["data"])
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="mnist-gan")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging, TensorFlow's included.")
 def main(verbose: bool) -> None:
@@ -80,36 +84,13 @@ def train(force: bool, **values) -> None:
     _run(lambda: _train(config, force))
 
 
-def _train(config, force: bool) -> None:
-    from job.train import train
+def _train(config: TrainConfig, force: bool) -> None:
+    from job.rundir import claimed
 
-    logging.getLogger("job").info("configuration: %s", json.dumps(config.to_dict(), sort_keys=True))
-    with _stop_on_signals() as stop:
-        train(config, force=force, on_progress=_progress_reporter(config.steps), stop=stop)
+    with claimed(config, force) as (run, mnist):  # refusals come here, before TensorFlow loads
+        from job.train import train_claimed
 
-
-@contextlib.contextmanager
-def _stop_on_signals():
-    """SIGTERM or SIGINT set an event the training loop checks between compiled calls; a second one aborts."""
-    stop = threading.Event()
-
-    def handle(signum, _frame) -> None:
-        if stop.is_set():  # asked twice: stop now, without a checkpoint
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        stop.set()
-        logging.getLogger("job").warning(
-            "%s: stopping after the steps under way, writing a checkpoint (send it again to abort at once)",
-            signal.Signals(signum).name,
-        )
-
-    previous = {signum: signal.signal(signum, handle) for signum in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield stop
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        train_claimed(config, run, mnist, force, on_progress=_progress_reporter(config.steps))
 
 
 def _progress_reporter(total: int):
@@ -133,24 +114,21 @@ def _progress_reporter(total: int):
 
 
 def _run(work) -> None:
-    """Run `work`, turning the user's mistakes into one line and exit code 2 instead of a traceback."""
+    """Run `work`, turning the user's mistakes into one line and exit code 2 instead of a traceback; SIGTERM and
+    SIGINT into exit code 75."""
     if importlib.util.find_spec("tensorflow") is None:
-        click.echo("Error: gan-job needs the training stack: pip install 'mnist-gan[train]'", err=True)
-        sys.exit(EXIT_BAD_INPUT)
-    from job.data import DataError
-    from job.export import ExportError
-    from job.train import Interrupted, TrainingDiverged
-
+        _fail("gan-job needs the training stack: pip install 'mnist-gan[train]'", EXIT_BAD_INPUT)
     try:
-        work()
-    except (ConfigError, DataError, TrainingDiverged) as error:
+        with signals.handled():
+            work()
+    except BadInput as error:
         _fail(str(error), EXIT_BAD_INPUT)
     except OSError as error:  # an output volume that is read-only, full or gone
         _fail(_describe(error), EXIT_BAD_INPUT)
     except Interrupted as error:
         _fail(str(error), EXIT_INTERRUPTED)
     except ExportError as error:
-        _fail(str(error), 1)
+        _fail(str(error), EXIT_FAILED)
 
 
 def _fail(message: str, code: int) -> None:

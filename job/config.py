@@ -7,14 +7,13 @@ Each training option is declared once, here, as a field of `TrainConfig` with it
 from __future__ import annotations
 
 import dataclasses
-import json
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+from job.errors import ConfigError
 
-class ConfigError(ValueError):
-    """A configuration the job refuses to run with (exit code 2)."""
+__all__ = ["ConfigError", "TrainConfig", "options"]
 
 
 @dataclass(frozen=True)
@@ -143,9 +142,6 @@ class TrainConfig:
         for key in ("data", "quality_cache"):
             known[key] = None if known.get(key) is None else Path(known[key])
         return cls(**known)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     def differences(self, saved: dict) -> list[str]:
         """The defining fields on which a saved run's config.json disagrees with this one."""

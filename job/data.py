@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from job.errors import DataError
 from serving.model import IMAGE_SHAPE
 
 log = logging.getLogger(__name__)
 
+MIN_REFERENCE_IMAGES = 10  # fewer give no usable covariance for the Fréchet distance
 IDX_MAGIC = {3: 0x00000803, 1: 0x00000801}  # unsigned bytes, with 3 dimensions (images) or 1 (labels)
 IDX_NAMES = {
     "x_train": "train-images-idx3-ubyte",
@@ -22,16 +26,18 @@ IDX_NAMES = {
 }
 
 
-class DataError(ValueError):
-    """Data the job cannot train on (exit code 2)."""
-
-
 @dataclass(frozen=True)
 class Mnist:
     x_train: np.ndarray  # (N, height, width) uint8
     y_train: np.ndarray  # (N,) uint8, digits 0..9
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
+
+    def fingerprint(self) -> str:
+        """Which data this is, whatever its path: a hash of the training images and labels."""
+        digest = hashlib.sha256(self.x_train.tobytes())
+        digest.update(self.y_train.tobytes())
+        return digest.hexdigest()[:16]
 
 
 def load_mnist(path: Path | None) -> Mnist:
@@ -52,18 +58,35 @@ def training_images(mnist: Mnist, digit: int) -> np.ndarray:
 
 def training_set(mnist: Mnist, digit: int) -> tuple[np.ndarray, np.ndarray]:
     """The training images of one digit (or all for -1) in [-1, 1], (N, *IMAGE_SHAPE), and their labels."""
-    keep = np.ones(len(mnist.y_train), bool) if digit == -1 else mnist.y_train == digit
-    if not keep.any():
-        raise DataError(f"the training set holds no images of digit {digit}")
+    keep = digit_mask(mnist, digit)
     return to_unit_range(mnist.x_train[keep]), mnist.y_train[keep]
 
 
+def digit_mask(mnist: Mnist, digit: int) -> np.ndarray:
+    """Which training images to train on: all (-1) or one digit's; DataError when that leaves none."""
+    keep = np.ones(len(mnist.y_train), bool) if digit == -1 else mnist.y_train == digit
+    if not keep.any():
+        raise DataError(f"the training set holds no images{'' if digit == -1 else f' of digit {digit}'}")
+    return keep
+
+
+def reference_set(mnist: Mnist) -> np.ndarray:
+    """The real images generated ones are compared with, uint8: the test set, else the training set; DataError
+    when there are too few to measure with."""
+    images = mnist.x_train[:10_000] if mnist.x_test is None else mnist.x_test
+    if len(images) < MIN_REFERENCE_IMAGES:
+        raise DataError(
+            f"sample quality needs at least {MIN_REFERENCE_IMAGES} real images to compare with, the data has "
+            f"{len(images)}: give it a test set, or train with --no-quality"
+        )
+    return images
+
+
 def reference_images(mnist: Mnist) -> np.ndarray:
-    """The real images generated ones are compared with: the test set, else the training set."""
+    """`reference_set` in [-1, 1], as the generator draws."""
     if mnist.x_test is None:
         log.warning("the data has no test set: sample quality is measured against training images")
-        return to_unit_range(mnist.x_train[:10_000])
-    return to_unit_range(mnist.x_test)
+    return to_unit_range(reference_set(mnist))
 
 
 def to_unit_range(images: np.ndarray) -> np.ndarray:
@@ -113,7 +136,7 @@ def read_idx(path: Path) -> np.ndarray:
     """One IDX file (gzipped or not) of unsigned bytes, as a numpy array."""
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zlib.error) as error:  # a missing, unreadable or corrupt (gzip) file
         raise DataError(f"cannot read {path}: {error}") from error
     if len(raw) < 4:
         raise DataError(f"{path} is too short to be an IDX file")

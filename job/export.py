@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from job import __version__
 from job.config import TrainConfig
+from job.errors import ExportError
 from serving.files import atomic_write_bytes
 from serving.model import BATCH_DIM, IMAGE_OUTPUT, IMAGE_SHAPE, LABEL_INPUT, LATENT_INPUT
 
@@ -20,10 +21,6 @@ log = logging.getLogger(__name__)
 
 OPSET = 17
 TOLERANCE = 1e-5  # max abs difference between onnxruntime's and Keras' images on the same latents
-
-
-class ExportError(RuntimeError):
-    """The exported model does not reproduce the Keras generator; nothing was written."""
 
 
 def export_onnx(generator: keras.Model, path: Path, metadata: dict[str, object]) -> float:

@@ -15,42 +15,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from job.rundir import RunDir
 from serving.files import atomic_write, atomic_write_text
 from serving.images import grid, to_uint8
 
 log = logging.getLogger(__name__)
-
-
-class RunDir:
-    """The names of everything in a run directory, in one place."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.config = self.root / "config.json"
-        self.checkpoints = self.root / "checkpoints"
-        self.samples = self.root / "samples"
-        self.metrics = self.root / "metrics.jsonl"
-        self.tensorboard = self.root / "tensorboard"
-        self.generator = self.root / "generator.keras"
-        self.onnx = self.root / "generator.onnx"
-        self.model_txt = self.root / "model.txt"
-
-    def outputs(self) -> list[Path]:
-        """Everything a run writes besides config.json."""
-        return [
-            self.checkpoints,
-            self.samples,
-            self.metrics,
-            self.tensorboard,
-            self.generator,
-            self.onnx,
-            self.model_txt,
-            self.root / "generator.png",
-            self.root / "discriminator.png",
-        ]
-
-    def sample(self, step: int) -> Path:
-        return self.samples / f"step_{step:06d}.png"
 
 
 def save_grid(images: np.ndarray, path: Path) -> np.ndarray:
@@ -63,10 +32,13 @@ def save_grid(images: np.ndarray, path: Path) -> np.ndarray:
 
 def save_keras_atomically(model: keras.Model, path: Path) -> None:
     # Keras wants a .keras name: save beside the target under a hidden one, then rename over it.
-    temporary = path.with_name(f".{path.stem}.tmp.keras")
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
     path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(temporary)
-    os.replace(temporary, path)
+    try:
+        model.save(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 class MetricsLog:
@@ -82,9 +54,9 @@ class MetricsLog:
         if not self.path.exists():
             return
         kept = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            with contextlib.suppress(ValueError):
-                if json.loads(line)["step"] <= step:
+        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+            with contextlib.suppress(ValueError, KeyError, TypeError):  # torn, or not a record of a step
+                if int(json.loads(line)["step"]) <= step:
                     kept.append(line + "\n")
         atomic_write_text(self.path, "".join(kept))
 

@@ -7,7 +7,6 @@ file, in the run directory during training, beside the model for `gan-job evalua
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,14 +42,8 @@ def build_classifier() -> keras.Model:
     )
 
 
-def fingerprint(mnist: Mnist) -> str:
-    digest = hashlib.sha256(mnist.x_train.tobytes())
-    digest.update(mnist.y_train.tobytes())
-    return digest.hexdigest()[:16]
-
-
 def load_or_train_classifier(mnist: Mnist, cache: Path, epochs: int = 2, seed: int = 0) -> keras.Model:
-    path = Path(cache) / f"classifier-{fingerprint(mnist)}.keras"
+    path = Path(cache) / f"classifier-{mnist.fingerprint()}.keras"
     if path.exists():
         log.info("quality: using the cached classifier %s", path)
         return keras.models.load_model(path)
@@ -147,7 +140,8 @@ def evaluate_model(model_path: Path, mnist: Mnist, samples: int, seed: int, cach
     """The quality of an exported generator (`gan-job evaluate`): `samples` images from latents drawn with `seed`,
     a conditional model's cycling through the digits. Raises serving's ModelError for a file that is no generator."""
     generator = Generator(model_path)
-    meter = QualityMeter(load_or_train_classifier(mnist, cache), reference_images(mnist))
+    real = reference_images(mnist)  # refuses data too small to measure, before the classifier's training
+    meter = QualityMeter(load_or_train_classifier(mnist, cache), real)
     latents = next(latent_batches(seed, samples, generator.latent_dim, samples))
     digits = cycling_labels(samples) if generator.conditional else None
     return meter.measure(generator.images(latents, digits), asked=digits)

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from job.checkpoints import Checkpoints
 from job.config import ConfigError, TrainConfig
+from job.errors import CheckpointsUnreadable
 from job.gan import Gan, build_gan
-from job.outputs import RunDir
+from job.rundir import RunDir
+from serving.model import first_line
 
 
 def load_run(root: Path, step: int | None = None) -> tuple[TrainConfig, Gan, int]:
     """The run's config, its GAN restored from checkpoint `step` (the newest by default), and that step."""
     run = RunDir(root)
+    saved = run.saved_config()
+    if saved is None:
+        raise ConfigError(f"{root} is not a run directory: it has no config.json")
     try:
-        config = TrainConfig.from_dict(json.loads(run.config.read_text(encoding="utf-8")))
-    except FileNotFoundError as error:
-        raise ConfigError(f"{root} is not a run directory: it has no config.json") from error
+        config = TrainConfig.from_dict(saved)
     except (ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"{run.config} is not a valid run configuration: {error}") from error
     gan = build_gan(config)
@@ -25,10 +27,15 @@ def load_run(root: Path, step: int | None = None) -> tuple[TrainConfig, Gan, int
     if step is None:
         step = checkpoints.restore_latest()
         if step == 0:
-            raise ConfigError(f"{root} has no readable checkpoint yet")
+            raise ConfigError(f"{root} has no checkpoint yet")
     elif step not in checkpoints.steps():
         kept = ", ".join(map(str, checkpoints.steps())) or "none"
         raise ConfigError(f"{root} keeps no checkpoint of step {step} (kept: {kept})")
     else:
-        checkpoints.restore_step(step)
+        try:
+            checkpoints.restore_step(step)
+        except Exception as error:  # truncated or corrupt files: TensorFlow raises several kinds
+            raise CheckpointsUnreadable(
+                f"the checkpoint of step {step} in {run.checkpoints} does not read back ({first_line(error)})"
+            ) from error
     return config, gan, step

@@ -6,38 +6,28 @@ import dataclasses
 import json
 import logging
 import math
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import tensorflow as tf
 
+from job import signals
 from job.checkpoints import Checkpoints
-from job.config import ConfigError, TrainConfig
-from job.data import load_mnist, reference_images, training_set
+from job.config import TrainConfig
+from job.data import Mnist, reference_images, training_set
+from job.errors import Interrupted, TrainingDiverged
 from job.export import export_onnx, metadata
 from job.gan import Gan, TrainStep, build_gan, sample_images
-from job.outputs import MetricsLog, RunDir, save_grid, save_keras_atomically, write_model_summaries
+from job.outputs import MetricsLog, save_grid, save_keras_atomically, write_model_summaries
 from job.quality import GanQualityMeter, load_or_train_classifier
+from job.rundir import RunDir, claimed, config_json
 from serving.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-
-class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-class Interrupted(Exception):
-    """Training stopped on request (SIGTERM, SIGINT) after writing a checkpoint; starting again resumes."""
-
-    def __init__(self, step: int) -> None:
-        super().__init__(f"interrupted: checkpoint written at step {step}; run the same command again to resume")
-        self.step = step
+__all__ = ["Interrupted", "TrainingDiverged", "train"]
 
 
 @dataclass(frozen=True)
@@ -61,25 +51,37 @@ def train(
     config: TrainConfig,
     force: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
-    stop: threading.Event | None = None,
 ) -> Gan:
     """Train the run in `config.out` to `config.steps`, resuming from its newest checkpoint; returns the state.
 
-    When `stop` is set (the CLI sets it on SIGTERM or SIGINT), training ends after the compiled call under way,
-    writes a checkpoint and raises Interrupted.
+    On SIGTERM or SIGINT (job/signals.py) training ends after the compiled call under way, writes a checkpoint and
+    raises Interrupted. A new run that fails before its first checkpoint leaves no folder behind.
     """
-    run = RunDir(config.out)
-    _check_run_dir(run, config, force)
+    with claimed(config, force) as (run, mnist):
+        return train_claimed(config, run, mnist, force, on_progress)
+
+
+def train_claimed(
+    config: TrainConfig,
+    run: RunDir,
+    mnist: Mnist,
+    force: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> Gan:
+    """`train` in a run folder already claimed (job/rundir.py), with its data loaded."""
+    on_progress = on_progress or _log_progress
+    log.info("configuration: %s", json.dumps(config.to_dict(), sort_keys=True))
     tf.config.experimental.enable_op_determinism()  # a resumed run ends bit for bit where an uninterrupted one does
-    mnist = load_mnist(config.data)
     images, labels = training_set(mnist, config.digit)
     log.info("training on %d images (%s) on %s", len(images), _digits(config), _device())
-    check_writable(run.root)
-    _start_run_dir(run, config, force)
-
+    meter = _quality_meter(config, mnist)  # the classifier's one-time training, before the run folder is touched
     gan = build_gan(config)
     checkpoints = Checkpoints(run.checkpoints, gan.checkpoint(), keep=config.keep_checkpoints)
+    if force and run.config.exists():
+        log.warning("--force: starting a new run in %s; the old run's outputs are removed", run.root)
+        run.remove_outputs()
     start = checkpoints.restore_latest()
+    atomic_write_text(run.config, config_json(config, mnist.fingerprint()))
     if start:
         log.info("resuming from the checkpoint of step %d", start)
     else:
@@ -88,16 +90,10 @@ def train(
 
     if start < config.steps:
         loop = TrainingLoop(
-            config,
-            run,
-            gan,
-            checkpoints,
-            TrainStep(gan, images, config.batch, labels),
-            _quality_meter(config, mnist),
-            on_progress or _log_progress,
-            stop,
+            config, run, gan, checkpoints, TrainStep(gan, images, config.batch, labels), meter, on_progress
         )
-        loop.train_from(start)
+        with signals.deferred() as stop:
+            loop.train_from(start, stop)
     elif run.generator.exists() and run.onnx.exists():
         log.info("run in %s already finished at step %d: nothing to do", run.root, start)
         return gan
@@ -124,20 +120,22 @@ class TrainingLoop:
     train_step: TrainStep
     meter: GanQualityMeter | None  # None: quality is not measured
     on_progress: Callable[[Progress], None]
-    stop: threading.Event | None  # set by SIGTERM or SIGINT
 
-    def train_from(self, start: int) -> None:
-        """Train from step `start` to the configured steps: one compiled call per log interval or checkpoint."""
+    def train_from(self, start: int, stop: threading.Event) -> None:
+        """Train from step `start` to the configured steps; when `stop` is set (SIGTERM, SIGINT), checkpoint the
+        step reached and raise Interrupted."""
         config, gan = self.config, self.gan
         train_steps = self.train_step.compiled()
         metrics = MetricsLog(self.run, resume_step=start)
         step = start
         try:
             while step < config.steps:
-                if self.stop is not None and self.stop.is_set():
+                if stop.is_set():
                     if step not in self.checkpoints.steps():
                         self._checkpoint(step, metrics)
-                    raise Interrupted(step)
+                    raise Interrupted(
+                        f"interrupted: checkpoint written at step {step}; run the same command again to resume"
+                    )
                 n = _steps_to_next_event(step, config)
                 began = time.perf_counter()
                 means = {name: float(value) for name, value in train_steps(tf.constant(n)).items()}
@@ -178,39 +176,6 @@ def _steps_to_next_event(step: int, config: TrainConfig) -> int:
     )
 
 
-def _check_run_dir(run: RunDir, config: TrainConfig, force: bool) -> None:
-    """Refuse a folder that holds a different run (unless forced): two runs must never mix."""
-    if run.config.exists() and not force:
-        try:
-            saved = json.loads(run.config.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise ConfigError(f"{run.config} is unreadable ({error}); use --force to start over there") from error
-        differences = config.differences(saved)
-        if differences:
-            raise ConfigError(
-                f"{run.root} holds a run with another configuration ({'; '.join(differences)}); "
-                "choose another --out, or --force to start a new run there"
-            )
-
-
-def _start_run_dir(run: RunDir, config: TrainConfig, force: bool) -> None:
-    if force and run.config.exists():
-        log.warning("--force: starting a new run in %s; the old run's outputs are removed", run.root)
-        for path in run.outputs():
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
-    atomic_write_text(run.config, config.to_json())
-
-
-def check_writable(folder: Path) -> None:
-    """Fail before any work when the output folder cannot be written (a read-only volume, another owner)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-        pass
-
-
 def _log_progress(progress: Progress) -> None:
     log.info(
         "step %d/%d  d_loss %.4f  g_loss %.4f  d_acc %.3f  %.1f steps/s  %.0fs",
@@ -233,8 +198,9 @@ def _digits(config: TrainConfig) -> str:
 def _quality_meter(config: TrainConfig, mnist) -> GanQualityMeter | None:
     if not config.quality:
         return None
+    real = reference_images(mnist)  # refuses data too small to measure, before the classifier's training
     classifier = load_or_train_classifier(mnist, config.classifier_cache, seed=config.seed)
-    return GanQualityMeter(classifier, reference_images(mnist), config.quality_samples, config.latent_dim)
+    return GanQualityMeter(classifier, real, config.quality_samples, config.latent_dim)
 
 
 def _log_quality(step: int, quality) -> None:

@@ -16,8 +16,11 @@ import click
 import numpy as np
 
 from serving.files import atomic_write
-from serving.images import grid, to_uint8
+from serving.images import grid, grid_size, to_uint8
 from serving.model import IMAGE_SHAPE, NUM_CLASSES, Generator, ModelError, cycling_labels, latent_batches
+from serving.oneline import OneLineErrors
+
+MAX_GRID_PIXELS = 100_000_000  # a grid is built whole in memory: 100 megapixels is 100 MB of greyscale
 
 
 class BadInput(click.ClickException):
@@ -34,7 +37,7 @@ model_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="mnist-gan")
 def main() -> None:
     """Generate MNIST digits from a generator exported by gan-job (no TensorFlow needed)."""
@@ -92,6 +95,8 @@ def generate(
     began = time.perf_counter()
     if output_format == "grid" and generator.conditional and digit is None:
         columns = columns or math.ceil(count / NUM_CLASSES)  # one row per digit, 0 to 9
+    if output_format == "grid":
+        _check_grid_size(count, columns, scale)
     batches = _image_batches(
         generator, seed, count, batch_size, digit, row=columns if output_format == "grid" else None
     )
@@ -159,8 +164,8 @@ def interpolate(
         raise BadInput(f"--out must end in .png (a strip) or .gif (an animation), got {out.name}")
     start, end = (next(latent_batches(seed, 1, generator.latent_dim, 1))[0] for seed in (from_seed, to_seed))
     latents = np.stack([slerp(start, end, t) for t in np.linspace(0.0, 1.0, steps)])
-    images = to_uint8(generator.images(latents, _labels(generator, digit, 0, steps, None)))
     with _writing(out), atomic_write(out) as file:
+        images = to_uint8(generator.images(latents, _labels(generator, digit, 0, steps, None)))
         if out.suffix.lower() == ".gif":
             frames = [grid(image[np.newaxis], scale=scale, padding=0) for image in images]
             frames[0].save(file, format="GIF", save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
@@ -227,12 +232,25 @@ def _check_output(out: Path, output_format: str) -> None:
         raise BadInput(f"--out {out} is a folder: --format {output_format} writes a file")
 
 
+def _check_grid_size(count: int, columns: int | None, scale: int) -> None:
+    """Refuse a grid picture too large to hold in memory, before any work is done."""
+    width, height = grid_size(count, IMAGE_SHAPE[:2], columns, scale)
+    if width * height > MAX_GRID_PIXELS:
+        raise BadInput(
+            f"a grid of {count} digits at --scale {scale} would be {width}x{height} pixels (more than "
+            f"{MAX_GRID_PIXELS // 1_000_000} megapixels): use --format png or npy, or fewer digits"
+        )
+
+
 @contextlib.contextmanager
 def _writing(out: Path):
-    """Turn a failing write (permissions, a full disk, a missing parent) into one clear line."""
+    """Turn a failing write (permissions, a full disk, a missing parent), or a model that fails while generating,
+    into one clear line."""
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         yield
+    except ModelError as error:
+        raise BadInput(str(error)) from error
     except OSError as error:
         raise BadInput(f"cannot write {out}: {error.strerror or error}") from error
 

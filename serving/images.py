@@ -21,12 +21,22 @@ def grid_columns(count: int) -> int:
     return max(1, math.ceil(math.sqrt(count)))
 
 
+def grid_size(
+    count: int, tile: tuple[int, int], columns: int | None = None, scale: int = 1, padding: int = 2
+) -> tuple[int, int]:
+    """Width and height in pixels of the grid of `count` tiles of (height, width) that `grid` draws."""
+    columns = columns or grid_columns(count)
+    rows = math.ceil(count / columns)
+    height, width = tile
+    return (columns * (width + padding) + padding) * scale, (rows * (height + padding) + padding) * scale
+
+
 def grid(images: np.ndarray, columns: int | None = None, scale: int = 1, padding: int = 2) -> Image.Image:
     """uint8 images (N, H, W) tiled into one picture, black between tiles, each tile scaled `scale` times."""
     count, height, width = images.shape
     columns = columns or grid_columns(count)
-    rows = math.ceil(count / columns)
-    canvas = np.zeros((rows * (height + padding) + padding, columns * (width + padding) + padding), dtype=np.uint8)
+    canvas_width, canvas_height = grid_size(count, (height, width), columns, 1, padding)
+    canvas = np.zeros((canvas_height, canvas_width), dtype=np.uint8)
     for index, image in enumerate(images):
         row, column = divmod(index, columns)
         top, left = padding + row * (height + padding), padding + column * (width + padding)

@@ -40,7 +40,11 @@ class Generator:
 
         self.path = Path(path)
         try:
-            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            options = onnxruntime.SessionOptions()
+            options.log_severity_level = 4  # fatal only: a failure reaches the user once, as our own one line
+            self.session = onnxruntime.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
         except Exception as error:  # onnxruntime raises its own exception types for unreadable files
             raise ModelError(f"cannot load {path} as an ONNX model: {first_line(error)}") from error
         self.inputs = [Tensor(i.name, tuple(i.shape), i.type) for i in self.session.get_inputs()]
@@ -70,6 +74,9 @@ class Generator:
         declared = self.metadata.get("latent_dim")
         if declared is not None and declared != str(z.shape[1]):
             raise ModelError(f"{self.path}: metadata says latent_dim {declared}, the input has {z.shape[1]}")
+        digit = self.metadata.get("digit", "-1")
+        if digit not in {str(d) for d in range(-1, NUM_CLASSES)}:
+            raise ModelError(f"{self.path}: metadata says digit {digit!r}, expected -1 (all) or 0..{NUM_CLASSES - 1}")
         return int(z.shape[1])
 
     @property
@@ -97,7 +104,10 @@ class Generator:
         feed = {LATENT_INPUT: latents.astype(np.float32, copy=False)}
         if self.conditional:
             feed[LABEL_INPUT] = np.asarray(labels, dtype=np.int64)
-        return self.session.run([IMAGE_OUTPUT], feed)[0]
+        try:
+            return self.session.run([IMAGE_OUTPUT], feed)[0]
+        except Exception as error:  # a model that has a generator's signature but fails to compute
+            raise ModelError(f"{self.path} fails inside onnxruntime: {first_line(error)}") from error
 
 
 def latent_batches(seed: int, count: int, latent_dim: int, batch_size: int) -> Iterator[np.ndarray]:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from job.data import load_mnist, reference_images, to_unit_range
-from job.quality import QualityMeter, fingerprint, frechet_distance, load_or_train_classifier
+from job.quality import QualityMeter, frechet_distance, load_or_train_classifier
 from tests.conftest import SMALL_MNIST
 
 
@@ -52,7 +52,7 @@ def test_the_classifier_is_trained_once_per_data_set_and_cached(tmp_path, caplog
     mnist = load_mnist(SMALL_MNIST)
     caplog.set_level("INFO")
     load_or_train_classifier(mnist, tmp_path, epochs=1)
-    assert (tmp_path / f"classifier-{fingerprint(mnist)}.keras").is_file()
+    assert (tmp_path / f"classifier-{mnist.fingerprint()}.keras").is_file()
     caplog.clear()
     load_or_train_classifier(mnist, tmp_path, epochs=1)
     assert "using the cached classifier" in caplog.text and "training the MNIST classifier" not in caplog.text

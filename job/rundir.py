@@ -1,0 +1,149 @@
+"""The run directory: the names of everything in it, one writer at a time, and whether a start may use it.
+
+Nothing here needs TensorFlow, so a start that must be refused (another job writing there, a run of another
+configuration or other data) is refused in a second, before TensorFlow loads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import filelock
+
+from job.config import ConfigError, TrainConfig
+from job.data import Mnist, digit_mask, load_mnist, reference_set
+
+log = logging.getLogger(__name__)
+
+DATA_FINGERPRINT = "data_fingerprint"  # the key in config.json: which data the run trains on
+
+
+class RunDir:
+    """The names of everything in a run directory, in one place."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.config = self.root / "config.json"
+        self.lock = self.root / ".lock"
+        self.checkpoints = self.root / "checkpoints"
+        self.samples = self.root / "samples"
+        self.metrics = self.root / "metrics.jsonl"
+        self.tensorboard = self.root / "tensorboard"
+        self.generator = self.root / "generator.keras"
+        self.onnx = self.root / "generator.onnx"
+        self.model_txt = self.root / "model.txt"
+
+    def outputs(self) -> list[Path]:
+        """Everything a run writes besides config.json and the lock."""
+        return [
+            self.checkpoints,
+            self.samples,
+            self.metrics,
+            self.tensorboard,
+            self.generator,
+            self.onnx,
+            self.model_txt,
+            self.root / "generator.png",
+            self.root / "discriminator.png",
+        ]
+
+    def sample(self, step: int) -> Path:
+        return self.samples / f"step_{step:06d}.png"
+
+    def saved_config(self) -> dict | None:
+        """config.json as the run wrote it, None when there is none; ConfigError when it is not one."""
+        try:
+            saved = json.loads(self.config.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"{self.config} is unreadable ({error}); --force starts a new run there") from error
+        if not isinstance(saved, dict) or "out" not in saved:
+            raise ConfigError(f"{self.config} is not a run configuration; --force starts a new run there")
+        return saved
+
+    def remove_outputs(self) -> None:
+        for path in self.outputs():
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def claimed(config: TrainConfig, force: bool) -> Iterator[tuple[RunDir, Mnist]]:
+    """The run folder of `config`, locked for this start and checked to hold no other run (other settings, other
+    data) unless `force`, and the data: all before TensorFlow loads, so a refusal comes at once. A new folder whose
+    run fails or is stopped before its first checkpoint is removed again."""
+    run = RunDir(config.out)
+    new_folder = not run.root.exists()
+    with one_writer(run), _removed_on_failure(run, new_folder):
+        if not force:
+            check_resumable(run, config)
+        mnist = load_mnist(config.data)
+        digit_mask(mnist, config.digit)  # data that cannot train this run is refused here too, at once
+        if config.quality:
+            reference_set(mnist)
+        if not force:
+            check_same_data(run, config, mnist.fingerprint())
+        yield run, mnist
+
+
+@contextlib.contextmanager
+def _removed_on_failure(run: RunDir, new_folder: bool) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        if new_folder and not any(run.checkpoints.glob("*.index")):
+            shutil.rmtree(run.root, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def one_writer(run: RunDir) -> Iterator[None]:
+    """Hold the run's lock while training: a second start on the same folder is refused at once. The kernel
+    releases the lock (flock) when its process dies, so a restarted pod is never locked out by its predecessor."""
+    run.root.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(run.lock, timeout=0, fallback_to_soft=False, preserve_lock_file=True)
+    try:
+        lock.acquire()
+    except filelock.Timeout as error:
+        raise ConfigError(
+            f"another gan-job is training in {run.root}: wait for it to finish, or stop it first"
+        ) from error
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def check_resumable(run: RunDir, config: TrainConfig) -> None:
+    """Refuse a folder that holds a run of other settings: a resume would mix two runs."""
+    saved = run.saved_config()
+    differences = [] if saved is None else config.differences(saved)
+    if differences:
+        raise ConfigError(
+            f"{run.root} holds a run with another configuration ({'; '.join(differences)}); "
+            "choose another --out, or --force to start a new run there"
+        )
+
+
+def check_same_data(run: RunDir, config: TrainConfig, data_fingerprint: str) -> None:
+    """Refuse a folder that holds a run trained on other data (the same data at another path is fine)."""
+    saved = run.saved_config() or {}
+    if saved.get(DATA_FINGERPRINT, data_fingerprint) != data_fingerprint:
+        raise ConfigError(
+            f"{run.root} holds a run trained on other data (fingerprint {saved[DATA_FINGERPRINT]}, "
+            f"--data {config.data or 'keras'} has {data_fingerprint}); choose another --out, or --force"
+        )
+
+
+def config_json(config: TrainConfig, data_fingerprint: str) -> str:
+    """What config.json holds: the resolved configuration and the data's fingerprint."""
+    values = config.to_dict() | {DATA_FINGERPRINT: data_fingerprint}
+    return json.dumps(values, indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,66 @@
+"""SIGTERM and SIGINT, honoured in every phase of a job.
+
+Inside the training loop a signal only sets `requested`: the loop finishes the compiled call under way, writes a
+checkpoint of that step and raises Interrupted. Anywhere else (start-up, loading data, training the quality
+classifier, the final export) there is nothing worth saving that is not already on disk, so the signal raises
+Interrupted at once; atomic writes leave nothing half-written behind. A second signal aborts the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterator
+
+from job.errors import Interrupted
+
+log = logging.getLogger(__name__)
+
+HANDLED = (signal.SIGTERM, signal.SIGINT)
+
+
+requested = threading.Event()
+_deferred = threading.Event()  # set while the training loop checks `requested` itself
+
+
+@contextlib.contextmanager
+def handled() -> Iterator[None]:
+    """Handle SIGTERM and SIGINT within this block (the CLI's whole command), then as before."""
+    requested.clear()
+    previous = {signum: signal.signal(signum, _handle) for signum in HANDLED}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[threading.Event]:
+    """Within this block a signal only sets the returned event, for the training loop to act on."""
+    _deferred.set()
+    try:
+        yield requested
+    finally:
+        _deferred.clear()
+    if requested.is_set():  # a signal came after the loop's last look: honour it now
+        raise Interrupted("interrupted after the last training step; run the same command again to finish")
+
+
+def _handle(signum: int, _frame) -> None:
+    name = signal.Signals(signum).name
+    if requested.is_set():  # asked twice: stop now, without a checkpoint
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    requested.set()
+    if _deferred.is_set():
+        log.warning("%s: stopping after the steps under way, writing a checkpoint (send it again to abort)", name)
+        return
+    raise Interrupted(
+        f"interrupted by {name} outside the training steps: nothing half-written is left; run the same "
+        "command again to continue"
+    )
