@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
+import queue
 import re
 import shutil
 import signal
@@ -136,9 +138,16 @@ def _name(variation: dict) -> str:
 class Trainings:
     """The `gan-job train` processes under way; stop() passes SIGTERM on, so each writes a checkpoint and exits."""
 
-    def __init__(self, command: click.Command, out: Path, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self, command: click.Command, out: Path, stop: threading.Event | None = None, gpus: list[str] | None = None
+    ) -> None:
         self.command = command
         self.out = out
+        self._gpus: queue.Queue[str] | None = None  # the GPUs no run is using now: one run per GPU
+        if gpus:
+            self._gpus = queue.Queue()
+            for gpu in gpus:
+                self._gpus.put(gpu)
         self._stopped = False
         self._processes: set[subprocess.Popen] = set()
         self._lock = threading.Lock()
@@ -150,15 +159,23 @@ class Trainings:
         arguments = [*TRAIN, "--out", str(self.out / variation.name), *variation.arguments(self.command)]
         log_path = self.out / "logs" / f"{variation.name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            if self._stopped:
-                return NOT_STARTED
-            with open(log_path, "ab") if to_log_file else contextlib.nullcontext() as output:
-                # A session of its own: a Ctrl-C on the terminal reaches the sweep only, which passes one SIGTERM on.
-                process = subprocess.Popen(arguments, stdout=output, stderr=output, start_new_session=True)
-            self._processes.add(process)
-        log.info("%s: training%s", variation.name, f" (log: {log_path})" if to_log_file else "")
-        code = process.wait()
+        gpu = self._gpus.get() if self._gpus else None
+        environment = os.environ | ({"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {})
+        try:
+            with self._lock:
+                if self._stopped:
+                    return NOT_STARTED
+                with open(log_path, "ab") if to_log_file else contextlib.nullcontext() as output:
+                    # A session of its own: a Ctrl-C on a terminal reaches the sweep only, which passes one SIGTERM on.
+                    process = subprocess.Popen(
+                        arguments, stdout=output, stderr=output, env=environment, start_new_session=True
+                    )
+                self._processes.add(process)
+            log.info("%s: training%s", variation.name, f" on GPU {gpu}" if gpu is not None else "")
+            code = process.wait()
+        finally:
+            if gpu is not None:
+                self._gpus.put(gpu)
         with self._lock:
             self._processes.discard(process)
         log.info("%s: %s", variation.name, "done" if code == 0 else f"exit code {code}")
@@ -180,13 +197,15 @@ def run_sweep(
     command: click.Command,
     parallel: int = 1,
     stop: threading.Event | None = None,
+    gpus: list[str] | None = None,
 ) -> dict[str, int]:
     """Train every variation, `parallel` at a time, then write the comparison and best/; returns each exit code.
 
     A run that finished before is not trained again (its `gan-job train` says so); one that stopped resumes.
+    With `gpus`, each run sees one of them (CUDA_VISIBLE_DEVICES), and no two runs share one.
     """
     out.mkdir(parents=True, exist_ok=True)
-    trainings = Trainings(command, out, stop)
+    trainings = Trainings(command, out, stop, gpus)
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         codes = list(pool.map(trainings.run, variations))
     finish_sweep(variations, out)
