@@ -8,9 +8,11 @@ data URIs) are embedded, so the page works offline and wherever the file is copi
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import json
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -130,6 +132,31 @@ def write_run_report(root: Path, status: str, device: str | None = None) -> Path
     return path
 
 
+@contextlib.contextmanager
+def kept_current(root: Path, device: str, interrupted: type[BaseException]) -> Iterator[Callable[[], None]]:
+    """report.html while a run trains: call the function it yields at each checkpoint (status running); on leaving,
+    the status is finished, interrupted (on an `interrupted` exception) or failed.
+
+    The page is a view of the run: a failure to write it is logged, never the end of a run.
+    """
+
+    def write(status: str) -> None:
+        try:
+            write_run_report(root, status, device)
+        except Exception as error:
+            log.warning("could not write %s: %s", Path(root) / REPORT_NAME, error)
+
+    try:
+        yield lambda: write(RUNNING)
+    except interrupted:
+        write(INTERRUPTED)
+        raise
+    except BaseException:
+        write(FAILED)
+        raise
+    write(FINISHED)
+
+
 def write_comparison(roots: list[Path], out: Path) -> Path:
     atomic_write_text(out, render_comparison([read_run(root) for root in roots]))
     return out
@@ -163,6 +190,8 @@ def render_comparison(runs: list[Run]) -> str:
     configs = {run.name: _flat(run.config) for run in runs}
     keys = sorted({key for config in configs.values() for key in config} - {"out"})
     differing = [key for key in keys if len({json.dumps(config.get(key)) for config in configs.values()}) > 1]
+    # The ranking shows the differences that change a result, not where a run's files live.
+    ranking_keys = [key for key in differing if key != "quality_cache"]
     return _template("compare.html").render(
         runs=runs,
         ranking=ranked(runs),
@@ -171,6 +200,7 @@ def render_comparison(runs: list[Run]) -> str:
         configs=configs,
         keys=differing + [key for key in keys if key not in differing],
         differing=set(differing),
+        ranking_keys=ranking_keys,
         **_page_parts(),
     )
 
@@ -188,9 +218,12 @@ def _comparison_chart(runs: list[Run], key: str) -> dict:
 
 def _chart(chart_id: str, title: str, axis: str, traces: list[tuple[str, str, list, list]]) -> dict:
     """A line chart over steps; each trace is (legend name, metrics.jsonl key, steps, values)."""
+    colours = _chart_style()["layout"]["colorway"]
     data = [
+        # A colour per trace position, so that a run keeps its colour in every chart (even where one has no data).
         {"type": "scatter", "mode": "lines+markers", "name": name, "meta": key, "x": steps, "y": values}
-        for name, key, steps, values in traces
+        | {"line": {"color": colours[index % len(colours)]}}
+        for index, (name, key, steps, values) in enumerate(traces)
         if steps
     ]
     return {"id": f"chart-{chart_id}", "figure": {"data": data, "layout": _layout(title, axis, len(traces) > 1)}}
