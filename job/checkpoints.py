@@ -9,6 +9,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from serving.model import first_line
+
 log = logging.getLogger(__name__)
 
 PREFIX = "ckpt"
@@ -41,7 +43,7 @@ class Checkpoints:
             try:
                 self.checkpoint.restore(path).assert_existing_objects_matched()
             except Exception as error:  # truncated or corrupt files: TensorFlow raises several kinds
-                log.warning("checkpoint %s is unreadable (%s); trying the one before it", path, _first_line(error))
+                log.warning("checkpoint %s is unreadable (%s); trying the one before it", path, first_line(error))
                 continue
             return step_of(path)
         return 0
@@ -53,7 +55,3 @@ class Checkpoints:
 
 def step_of(path: str | Path) -> int:
     return int(str(path).rsplit("-", 1)[1])
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]

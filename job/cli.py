@@ -13,28 +13,51 @@ import threading
 from pathlib import Path
 
 import click
-import numpy as np
+
+from job.config import REQUIRED, ConfigError, Option, TrainConfig, default_of, flag_of, option_type, options
+from job.native_logs import filter_native_stderr
 
 # Exit codes (README.md, "Exit codes"; the Kubernetes podFailurePolicy relies on them).
-EXIT_DONE = 0
 EXIT_BAD_INPUT = 2  # bad configuration, data or output volume, or training diverged: retrying cannot help
 EXIT_INTERRUPTED = 75  # SIGTERM or SIGINT: a checkpoint was written, starting again resumes (EX_TEMPFAIL)
+
+ENV_PREFIX = "GAN_"
 
 
 def _option(name: str, **kwargs):
     """An option that also reads GAN_<NAME> from the environment, shown in --help."""
-    envvar = "GAN_" + name.split("/")[0].lstrip("-").replace("-", "_").upper()  # --ema/--no-ema: GAN_EMA
+    envvar = ENV_PREFIX + name.split("/")[0].lstrip("-").replace("-", "_").upper()  # --ema/--no-ema: GAN_EMA
     kwargs.setdefault("show_default", True)
     return click.option(name, envvar=envvar, show_envvar=True, **kwargs)
 
 
-data_option = _option(
-    "--data",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="MNIST as a Keras-style .npz or a folder of the four IDX files (.gz or not). "
-    "Default: keras.datasets.mnist's download.",
-)
+def _config_option(name: str, declared: Option):
+    """The click option of one TrainConfig field, from its declaration in job/config.py."""
+    kind, default, flag = option_type(name), default_of(name), flag_of(name)
+    kwargs = {"help": declared.help}
+    if default is REQUIRED:
+        kwargs |= {"required": True, "show_default": False}
+    else:
+        kwargs |= {"default": default, "show_default": declared.default_text or True}
+    if kind is bool:  # --conditional, or --ema/--no-ema where the default is on or undecided
+        if default is False:
+            return _option(flag, is_flag=True, **kwargs)
+        return _option(f"{flag}/--no-{flag[2:]}", **kwargs)
+    if declared.choices:
+        return _option(flag, type=click.Choice(declared.choices), **kwargs)
+    if kind is int:
+        return _option(flag, type=click.IntRange(declared.min, declared.max), **kwargs)
+    return _option(flag, type=click.Path(file_okay=not declared.folder, path_type=Path), **kwargs)
+
+
+def train_options(command):
+    """Every training option (job/config.py declares them) on a click command."""
+    for name, declared in reversed(options().items()):
+        command = _config_option(name, declared)(command)
+    return command
+
+
+data_option = _config_option("data", options()["data"])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -46,57 +69,12 @@ def main(verbose: bool) -> None:
 
 
 @main.command()
-@_option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Run directory: checkpoints, samples, metrics, the final models. Same --out again resumes.",
-)
-@data_option
-@_option("--digit", type=click.IntRange(-1, 9), default=-1, help="Train on one digit only; -1 for all.")
-@_option("--steps", type=click.IntRange(min=1), default=50_000, help="Training steps in all.")
-@_option(
-    "--batch",
-    type=click.IntRange(min=2),
-    default=32,
-    help="Images per step: half real and half generated for the discriminator, all for the generator.",
-)
-@_option("--latent-dim", type=click.IntRange(min=1), default=100, help="Size of the generator's input.")
-@_option(
-    "--checkpoint-every", type=click.IntRange(min=1), default=500, help="Steps between checkpoints and sample grids."
-)
-@_option("--log-every", type=click.IntRange(min=1), default=100, help="Steps between metrics lines.")
-@_option("--keep-checkpoints", type=click.IntRange(min=1), default=3, help="How many checkpoints to keep.")
-@_option("--seed", type=int, default=0, help="Random seed: the same seed gives the same run, bit for bit.")
-@_option(
-    "--preset",
-    type=click.Choice(["default", "seed"]),
-    default="default",
-    help="'seed' is the original tutorial exactly; 'default' adds measured improvements (README).",
-)
-@_option("--conditional", is_flag=True, help="Give both networks the digit label (one model for every digit).")
-@_option(
-    "--ema/--no-ema",
-    default=None,
-    show_default="as the preset: on for default, off for seed",
-    help="Sample and export a moving average of the generator's weights.",
-)
-@_option("--quality/--no-quality", default=True, help="Measure sample quality at every checkpoint.")
-@_option("--quality-samples", type=click.IntRange(min=10), default=1000, help="Samples per quality measurement.")
-@_option(
-    "--quality-cache",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    show_default="OUT/../.quality-cache",
-    help="Where the quality classifier is cached (once per data set).",
-)
-@_option("--force", is_flag=True, help="Start a new run in an --out that holds a run of another configuration.")
-def train(force: bool, **options) -> None:
+@train_options
+@click.option("--force", is_flag=True, help="Start a new run in an --out that holds a run of another configuration.")
+def train(force: bool, **values) -> None:
     """Train to completion (resuming when --out holds a run), then save the generator."""
-    from job.config import ConfigError, TrainConfig
-
     try:
-        config = TrainConfig(**options)
+        config = TrainConfig(**values)
     except ConfigError as error:
         raise click.UsageError(str(error)) from error
     _run(lambda: _train(config, force))
@@ -159,7 +137,6 @@ def _run(work) -> None:
     if importlib.util.find_spec("tensorflow") is None:
         click.echo("Error: gan-job needs the training stack: pip install 'mnist-gan[train]'", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    from job.config import ConfigError
     from job.data import DataError
     from job.export import ExportError
     from job.train import Interrupted, TrainingDiverged
@@ -190,6 +167,7 @@ def _describe(error: OSError) -> str:
 def _setup_logging(verbose: bool) -> None:
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+        filter_native_stderr()  # what TF_CPP_MIN_LOG_LEVEL does not silence
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
@@ -202,22 +180,27 @@ def _setup_logging(verbose: bool) -> None:
 
 
 @main.command()
-@_option(
+@click.option(
     "--run",
+    "run_path",
+    envvar=ENV_PREFIX + "OUT",  # the run `gan-job train` wrote: inside the train image export needs no option
+    show_envvar=True,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     required=True,
     help="A run directory written by gan-job train.",
 )
-@_option("--step", type=click.IntRange(min=1), default=None, help="A kept checkpoint's step [default: the newest].")
-@_option(
+@click.option(
+    "--step", type=click.IntRange(min=1), default=None, help="A kept checkpoint's step [default: the newest]."
+)
+@click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="The ONNX file to write [default: RUN/generator.onnx].",
 )
-def export(run: Path, step: int | None, out: Path | None) -> None:
+def export(run_path: Path, step: int | None, out: Path | None) -> None:
     """Export the generator of a run's checkpoint to ONNX (checked against Keras, written atomically)."""
-    _run(lambda: _export(run, step, out))
+    _run(lambda: _export(run_path, step, out))
 
 
 def _export(run_path: Path, step: int | None, out: Path | None) -> None:
@@ -256,22 +239,16 @@ def evaluate(
 
 
 def _evaluate(model_path: Path, data: Path | None, samples: int, seed: int, cache: Path, as_json: bool) -> None:
-    from job.data import load_mnist, reference_images
-    from job.quality import QualityMeter, load_or_train_classifier
-    from serving.model import Generator, ModelError, latent_batches
+    from job.data import load_mnist
+    from job.quality import evaluate_model
+    from serving.model import ModelError
 
     try:
-        generator = Generator(model_path)
+        report = evaluate_model(model_path, load_mnist(data), samples, seed, cache)
     except ModelError as error:
         raise click.UsageError(str(error)) from error
-    mnist = load_mnist(data)
-    meter = QualityMeter(load_or_train_classifier(mnist, cache), reference_images(mnist))
-    latents = next(latent_batches(seed, samples, generator.latent_dim, samples))
-    digits = (np.arange(samples) % 10).astype(np.int64) if generator.conditional else None
-    report = meter.measure(generator.generate(latents, digits), asked=digits)
-    result = {"model": str(model_path), "samples": samples, **report.record()}
     if as_json:
-        click.echo(json.dumps(result))
+        click.echo(json.dumps({"model": str(model_path), "samples": samples, **report.record()}))
         return
     click.echo(f"model:             {model_path}  ({samples} samples, seed {seed})")
     click.echo(f"Fréchet distance:  {report.frechet_distance:.3f}  (classifier features, against the test set)")

@@ -1,9 +1,14 @@
-"""One typed configuration object for a training run, validated once at the start."""
+"""One typed configuration object for a training run, validated once at the start.
+
+Each training option is declared once, here, as a field of `TrainConfig` with its type, default, range and help;
+`gan-job train`'s options, their GAN_* environment variables, `--help` and the validation all derive from it.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,70 +25,98 @@ class Hyperparameters:
     ema_decay: float  # exponential moving average of the generator's weights, for samples and export; 0 = off
 
 
+EMA_DECAY = 0.999  # the moving average's decay wherever it is switched on
+
 # `seed` is the original Keras tutorial, exactly: Adam(2e-4) with Keras' default betas, no EMA.
 # `default` is where measured improvements go; see README.md for what differs and why.
 PRESETS: dict[str, Hyperparameters] = {
+    "default": Hyperparameters(learning_rate=2e-4, beta_1=0.5, beta_2=0.999, ema_decay=EMA_DECAY),
     "seed": Hyperparameters(learning_rate=2e-4, beta_1=0.9, beta_2=0.999, ema_decay=0.0),
-    "default": Hyperparameters(learning_rate=2e-4, beta_1=0.5, beta_2=0.999, ema_decay=0.999),
 }
 
-# Fields that may change between two starts of the same run: where the data and output live, how long to train
-# and how often to report or measure. Everything else defines the run; a resume with other values would mix runs.
-RESUMABLE_CHANGES = frozenset(
-    {
-        "out",
-        "data",
-        "steps",
-        "checkpoint_every",
-        "log_every",
-        "keep_checkpoints",
-        "quality",
-        "quality_samples",
-        "quality_cache",
-    }
-)
+SEED_RANGE = (0, 2**32 - 1)  # what numpy and TensorFlow accept as a seed
+
+
+@dataclass(frozen=True)
+class Option:
+    """How a TrainConfig field appears to users: its help, its range or choices, and whether a resumed run may
+    change it (where the data and outputs live, how long to train, how often to report or measure) or it defines
+    the run (a resume with another value would mix two runs)."""
+
+    help: str
+    min: int | None = None
+    max: int | None = None
+    choices: tuple[str, ...] = ()
+    resumable: bool = False
+    default_text: str | None = None  # what --help shows as the default, where the value itself would mislead
+    folder: bool = False  # a path option that names a folder, never a file
+
+
+def option(default=dataclasses.MISSING, **kwargs) -> typing.Any:
+    """A TrainConfig field with its Option."""
+    return dataclasses.field(default=default, metadata={"option": Option(**kwargs)})
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    out: Path
-    data: Path | None = None
-    digit: int = -1
-    steps: int = 50_000
-    batch: int = 32
-    latent_dim: int = 100
-    checkpoint_every: int = 500
-    log_every: int = 100
-    keep_checkpoints: int = 3
-    seed: int = 0
-    preset: str = "default"
-    conditional: bool = False  # generator and discriminator both receive the digit label
-    ema: bool | None = None  # None: as the preset says
-    quality: bool = True  # measure sample quality at every checkpoint
-    quality_samples: int = 1000
-    quality_cache: Path | None = None  # where the quality classifier is cached; None: beside --out
+    out: Path = option(
+        help="Run directory: checkpoints, samples, metrics, the final models. Same --out again resumes.",
+        resumable=True,
+        folder=True,
+    )
+    data: Path | None = option(
+        None,
+        help="MNIST as a Keras-style .npz or a folder of the four IDX files (.gz or not). "
+        "Default: keras.datasets.mnist's download.",
+        resumable=True,
+    )
+    digit: int = option(-1, min=-1, max=9, help="Train on one digit only; -1 for all.")
+    steps: int = option(50_000, min=1, help="Training steps in all.", resumable=True)
+    batch: int = option(
+        32, min=1, help="Images per step: half real and half generated for the discriminator, all for the generator."
+    )
+    latent_dim: int = option(100, min=1, help="Size of the generator's input.")
+    checkpoint_every: int = option(500, min=1, help="Steps between checkpoints and sample grids.", resumable=True)
+    log_every: int = option(100, min=1, help="Steps between metrics lines.", resumable=True)
+    keep_checkpoints: int = option(3, min=1, help="How many checkpoints to keep.", resumable=True)
+    seed: int = option(
+        0, min=SEED_RANGE[0], max=SEED_RANGE[1], help="Random seed: the same seed gives the same run, bit for bit."
+    )
+    preset: str = option(
+        "default",
+        choices=tuple(PRESETS),
+        help="'seed' is the original tutorial exactly; 'default' adds measured improvements (README).",
+    )
+    conditional: bool = option(False, help="Give both networks the digit label (one model for every digit).")
+    ema: bool | None = option(
+        None,
+        help="Sample and export a moving average of the generator's weights.",
+        default_text="as the preset: on for default, off for seed",
+    )
+    quality: bool = option(True, help="Measure sample quality at every checkpoint.", resumable=True)
+    quality_samples: int = option(1000, min=10, help="Samples per quality measurement.", resumable=True)
+    quality_cache: Path | None = option(
+        None,
+        help="Where the quality classifier is cached (once per data set).",
+        default_text="OUT/../.quality-cache",
+        resumable=True,
+        folder=True,
+    )
 
     def __post_init__(self) -> None:
-        if not -1 <= self.digit <= 9:
-            raise ConfigError(f"--digit must be -1 (all digits) or 0..9, got {self.digit}")
-        for name in ("steps", "batch", "latent_dim", "checkpoint_every", "log_every", "keep_checkpoints"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name, declared in options().items():
+            _check_declared(flag_of(name), declared, getattr(self, name))
         if self.batch % 2:
             raise ConfigError(f"--batch must be even (half real, half generated images), got {self.batch}")
-        if self.preset not in PRESETS:
-            raise ConfigError(f"--preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
         if self.conditional and self.digit != -1:
             raise ConfigError("--conditional trains on every digit with its label: leave --digit at -1")
-        if self.quality_samples < 10:
-            raise ConfigError(f"--quality-samples must be at least 10, got {self.quality_samples}")
 
     @property
     def ema_decay(self) -> float:
-        """The EMA decay in use: the preset's, or switched on (0.999) or off by --ema/--no-ema."""
+        """The EMA decay in use: the preset's, or switched on or off by --ema/--no-ema."""
         if self.ema is None:
             return self.hyper.ema_decay
-        return (self.hyper.ema_decay or 0.999) if self.ema else 0.0
+        return EMA_DECAY if self.ema else 0.0
 
     @property
     def classifier_cache(self) -> Path:
@@ -105,8 +138,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         """The configuration a run directory's config.json holds."""
-        fields = {field.name for field in dataclasses.fields(cls)}
-        known = {key: value for key, value in values.items() if key in fields}
+        known = {key: value for key, value in values.items() if key in options()}
         known["out"] = Path(known["out"])
         for key in ("data", "quality_cache"):
             known[key] = None if known.get(key) is None else Path(known[key])
@@ -118,8 +150,48 @@ class TrainConfig:
     def differences(self, saved: dict) -> list[str]:
         """The defining fields on which a saved run's config.json disagrees with this one."""
         mine = self.to_dict()
+        resumable = {name for name, declared in options().items() if declared.resumable}
         return sorted(
             f"{key}: run has {saved.get(key)!r}, asked for {mine[key]!r}"
             for key in mine
-            if key not in RESUMABLE_CHANGES and saved.get(key) != mine[key]
+            if key not in resumable and saved.get(key) != mine[key]
         )
+
+
+def options() -> dict[str, Option]:
+    """Every training option, by field name, in declaration order."""
+    return {field.name: field.metadata["option"] for field in dataclasses.fields(TrainConfig)}
+
+
+def option_type(name: str) -> type:
+    """The type a field holds, `X | None` read as X: int, str, bool or Path."""
+    hint = typing.get_type_hints(TrainConfig)[name]
+    return next((arg for arg in typing.get_args(hint) if arg is not type(None)), hint)
+
+
+REQUIRED = dataclasses.MISSING  # the default of an option that has none
+
+
+def default_of(name: str):
+    """A field's default, or REQUIRED."""
+    return next(field.default for field in dataclasses.fields(TrainConfig) if field.name == name)
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of a field: latent_dim -> --latent-dim."""
+    return "--" + name.replace("_", "-")
+
+
+def _check_declared(flag: str, declared: Option, value) -> None:
+    if declared.choices and value not in declared.choices:
+        raise ConfigError(f"{flag} must be one of {', '.join(declared.choices)}, got {value!r}")
+    if declared.min is not None and value < declared.min:
+        raise ConfigError(f"{flag} must be {_range_text(declared)}, got {value}")
+    if declared.max is not None and value > declared.max:
+        raise ConfigError(f"{flag} must be {_range_text(declared)}, got {value}")
+
+
+def _range_text(declared: Option) -> str:
+    if declared.max is not None:
+        return f"in {declared.min}..{declared.max}"
+    return "positive" if declared.min == 1 else f"at least {declared.min}"

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from serving.model import IMAGE_SHAPE
+
 log = logging.getLogger(__name__)
 
-IMAGE_SHAPE = (28, 28)
 IDX_MAGIC = {3: 0x00000803, 1: 0x00000801}  # unsigned bytes, with 3 dimensions (images) or 1 (labels)
 IDX_NAMES = {
     "x_train": "train-images-idx3-ubyte",
@@ -27,7 +28,7 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Mnist:
-    x_train: np.ndarray  # (N, 28, 28) uint8
+    x_train: np.ndarray  # (N, height, width) uint8
     y_train: np.ndarray  # (N,) uint8, digits 0..9
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
@@ -45,12 +46,12 @@ def load_mnist(path: Path | None) -> Mnist:
 
 
 def training_images(mnist: Mnist, digit: int) -> np.ndarray:
-    """The training images of one digit (or all for -1), as float32 in [-1, 1] with shape (N, 28, 28, 1)."""
+    """The training images of one digit (or all for -1), as float32 in [-1, 1] with shape (N, *IMAGE_SHAPE)."""
     return training_set(mnist, digit)[0]
 
 
 def training_set(mnist: Mnist, digit: int) -> tuple[np.ndarray, np.ndarray]:
-    """The training images of one digit (or all for -1) in [-1, 1], (N, 28, 28, 1), and their labels."""
+    """The training images of one digit (or all for -1) in [-1, 1], (N, *IMAGE_SHAPE), and their labels."""
     keep = np.ones(len(mnist.y_train), bool) if digit == -1 else mnist.y_train == digit
     if not keep.any():
         raise DataError(f"the training set holds no images of digit {digit}")
@@ -137,8 +138,9 @@ def _checked(arrays: dict[str, np.ndarray], source: str) -> Mnist:
             continue
         if x is None or y is None:
             raise DataError(f"{source} has only one of x_{split} and y_{split}")
-        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE:
-            raise DataError(f"{source}: x_{split} must be uint8 images of shape (N, 28, 28), got {x.dtype} {x.shape}")
+        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE[:2]:
+            shape = f"(N, {IMAGE_SHAPE[0]}, {IMAGE_SHAPE[1]})"
+            raise DataError(f"{source}: x_{split} must be uint8 images of shape {shape}, got {x.dtype} {x.shape}")
         if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
             raise DataError(f"{source}: y_{split} must be {len(x)} integer labels, got {y.dtype} {y.shape}")
         if len(y) and (y.min() < 0 or y.max() > 9):

@@ -14,7 +14,7 @@ import tensorflow as tf
 from job import __version__
 from job.config import TrainConfig
 from serving.files import atomic_write_bytes
-from serving.model import BATCH_DIM, IMAGE_OUTPUT, LABEL_INPUT, LATENT_INPUT
+from serving.model import BATCH_DIM, IMAGE_OUTPUT, IMAGE_SHAPE, LABEL_INPUT, LATENT_INPUT
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +38,15 @@ def export_onnx(generator: keras.Model, path: Path, metadata: dict[str, object])
 
     # A plain function of the inputs, with the input and output names that serving relies on.
     @tf.function(input_signature=signature)
-    def generate(z, label=None):
+    def images_of(z, label=None):
         images = generator(z if label is None else [z, tf.cast(label, tf.int32)], training=False)
         # onnxruntime's tanh can overshoot by an ulp or two: the contract is [-1, 1], so clip.
         return {IMAGE_OUTPUT: tf.clip_by_value(images, -1.0, 1.0)}
 
-    model, _ = tf2onnx.convert.from_function(generate, input_signature=signature, opset=OPSET)
+    model, _ = tf2onnx.convert.from_function(images_of, input_signature=signature, opset=OPSET)
     _name_batch_dimension(model)
-    model.doc_string = "mnist-gan generator: latents z [batch, latent_dim] -> images [batch, 28, 28, 1] in [-1, 1]"
+    shape = ", ".join(map(str, IMAGE_SHAPE))
+    model.doc_string = f"mnist-gan generator: latents z [batch, latent_dim] -> images [batch, {shape}] in [-1, 1]"
     onnx.helper.set_model_props(model, {key: str(value) for key, value in metadata.items()})
     onnx.checker.check_model(model)
     data = model.SerializeToString()

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from job.config import TrainConfig
 from job.models import build_discriminator, build_generator
+from serving.model import NUM_CLASSES, cycling_labels
 
 SAMPLE_GRID = 16  # the fixed latents drawn at every checkpoint: a 4x4 grid
 
@@ -27,7 +28,8 @@ class Gan:
     train_seconds: tf.Variable  # training time summed over every start of the run
     fixed_latents: tf.Variable  # the same grid of latents at every checkpoint, so samples compare over time
     conditional: bool = False
-    ema_generator: keras.Model | None = None  # moving average of the generator's weights, when switched on
+    ema_decay: float = 0.0  # of the moving average of the generator's weights; 0: none
+    ema_generator: keras.Model | None = None  # that moving average, when there is one
 
     @property
     def sampler(self) -> keras.Model:
@@ -62,7 +64,7 @@ def build_gan(config: TrainConfig) -> Gan:
     g_optimizer.build(generator.trainable_variables)
     d_optimizer.build(discriminator.trainable_variables)
     ema_generator = None
-    if config.ema_decay > 0:
+    if config.ema_decay:
         ema_generator = keras.models.clone_model(generator)
         ema_generator.set_weights(generator.get_weights())
     fixed = tf.random.Generator.from_seed(config.seed + 1).normal([SAMPLE_GRID, config.latent_dim])
@@ -76,6 +78,7 @@ def build_gan(config: TrainConfig) -> Gan:
         train_seconds=tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds"),
         fixed_latents=tf.Variable(fixed, trainable=False, name="fixed_latents"),
         conditional=config.conditional,
+        ema_decay=config.ema_decay,
         ema_generator=ema_generator,
     )
 
@@ -99,7 +102,6 @@ class TrainStep:
         images: np.ndarray,
         batch: int,
         labels: np.ndarray | None = None,
-        ema_decay: float = 0.0,
     ) -> None:
         self.gan = gan
         self.reals = tf.constant(images)  # the whole training set, resident on the device
@@ -108,10 +110,9 @@ class TrainStep:
         self.latent_dim = gan.generator.inputs[0].shape[-1]
         self.bce = keras.losses.BinaryCrossentropy()
         self.d_targets = tf.concat([tf.ones([self.half, 1]), tf.zeros([self.half, 1])], axis=0)
-        self.ema_decay = ema_decay
 
     def _digits(self, count: int):
-        return self.gan.rng.uniform([count], 0, 10, dtype=tf.int32) if self.gan.conditional else None
+        return self.gan.rng.uniform([count], 0, NUM_CLASSES, dtype=tf.int32) if self.gan.conditional else None
 
     def discriminator_step(self) -> tuple[tf.Tensor, tf.Tensor]:
         gan = self.gan
@@ -149,7 +150,7 @@ class TrainStep:
     def update_ema(self) -> None:
         # Warm-up: early on, the average follows the weights closely, or samples would look like the initial net.
         t = tf.cast(self.gan.step, tf.float32)
-        decay = tf.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
+        decay = tf.minimum(self.gan.ema_decay, (1.0 + t) / (10.0 + t))
         for average, weight in zip(self.gan.ema_generator.weights, self.gan.generator.weights, strict=True):
             average.assign(decay * average + (1.0 - decay) * weight)
 
@@ -178,15 +179,10 @@ class TrainStep:
         return train_steps
 
 
-def sample_labels(count: int) -> np.ndarray:
-    """The digits of a conditional model's sample grid and quality samples: 0-9 in turn."""
-    return (np.arange(count) % 10).astype(np.int32)
-
-
-def generate(gan: Gan, latents=None, labels=None) -> np.ndarray:
+def sample_images(gan: Gan, latents=None, labels=None) -> np.ndarray:
     """The sampler's images in [-1, 1] for `latents` (the fixed sample grid by default), inference mode."""
     latents = gan.fixed_latents if latents is None else latents
     if gan.conditional and labels is None:
-        labels = sample_labels(int(latents.shape[0]))
+        labels = cycling_labels(int(latents.shape[0]))
     labels = None if labels is None else tf.convert_to_tensor(labels, tf.int32)
     return call_generator(gan.sampler, tf.convert_to_tensor(latents), labels).numpy()

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import layers
 
-IMAGE_SHAPE = (28, 28, 1)
+from serving.model import IMAGE_SHAPE, NUM_CLASSES
+
 LABEL_EMBEDDING = 50  # size of the learned vector each digit label becomes in conditional models
 
 
 def build_generator(latent_dim: int = 100, conditional: bool = False) -> keras.Model:
-    """Latent vector (and digit label) -> 28x28x1 image in [-1, 1]."""
+    """Latent vector (and digit label) -> an IMAGE_SHAPE image in [-1, 1]."""
     if not conditional:
         return _generator_mlp(latent_dim, name="generator")
     z = keras.Input(shape=(latent_dim,), name="z")
     label = keras.Input(shape=(), dtype="int32", name="label")
-    inputs = layers.Concatenate()([z, layers.Embedding(10, LABEL_EMBEDDING, name="label_embedding")(label)])
+    inputs = layers.Concatenate()([z, layers.Embedding(NUM_CLASSES, LABEL_EMBEDDING, name="label_embedding")(label)])
     images = _generator_mlp(latent_dim + LABEL_EMBEDDING, name="generator_mlp")(inputs)
     return keras.Model([z, label], images, name="generator")
 
 
 def build_discriminator(conditional: bool = False) -> keras.Model:
-    """28x28x1 image (and digit label) -> probability that it is real."""
+    """An IMAGE_SHAPE image (and digit label) -> probability that it is real."""
     if not conditional:
         return keras.Sequential(
             [keras.Input(shape=IMAGE_SHAPE, name="image"), layers.Flatten(), *_discriminator_layers()],
@@ -34,7 +37,7 @@ def build_discriminator(conditional: bool = False) -> keras.Model:
     features = layers.Flatten()(image)
     for layer in _discriminator_layers()[:-1]:
         features = layer(features)
-    projection = layers.Dot(axes=1)([layers.Embedding(10, 392, name="label_projection")(label), features])
+    projection = layers.Dot(axes=1)([layers.Embedding(NUM_CLASSES, 392, name="label_projection")(label), features])
     logit = layers.Add()([layers.Dense(1)(features), projection])
     return keras.Model([image, label], layers.Activation("sigmoid")(logit), name="discriminator")
 
@@ -48,7 +51,7 @@ def _generator_mlp(input_dim: int, name: str) -> keras.Sequential:
         [
             keras.Input(shape=(input_dim,), name="z"),
             *blocks,
-            layers.Dense(28 * 28 * 1, activation="tanh"),
+            layers.Dense(math.prod(IMAGE_SHAPE), activation="tanh"),
             layers.Reshape(IMAGE_SHAPE),
         ],
         name=name,

@@ -16,8 +16,9 @@ import keras
 import numpy as np
 from keras import layers
 
-from job.data import Mnist, to_unit_range
+from job.data import Mnist, reference_images, to_unit_range
 from job.outputs import save_keras_atomically
+from serving.model import IMAGE_SHAPE, NUM_CLASSES, Generator, cycling_labels, latent_batches
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +30,14 @@ def build_classifier() -> keras.Model:
     """Two conv blocks and a 128-unit feature layer: about 99% test accuracy after two epochs."""
     return keras.Sequential(
         [
-            keras.Input(shape=(28, 28, 1)),
+            keras.Input(shape=IMAGE_SHAPE),
             layers.Conv2D(32, 3, activation="relu"),
             layers.MaxPooling2D(),
             layers.Conv2D(64, 3, activation="relu"),
             layers.MaxPooling2D(),
             layers.Flatten(),
             layers.Dense(128, activation="relu", name=FEATURES),
-            layers.Dense(10, activation="softmax"),
+            layers.Dense(NUM_CLASSES, activation="softmax"),
         ],
         name="mnist_classifier",
     )
@@ -68,7 +69,7 @@ def load_or_train_classifier(mnist: Mnist, cache: Path, epochs: int = 2, seed: i
 @dataclass(frozen=True)
 class QualityReport:
     frechet_distance: float
-    class_shares: list[float]  # share of the samples classified as each digit 0..9
+    class_shares: list[float]  # share of the samples classified as each class (digit 0..9)
     label_accuracy: float | None  # conditional models: share classified as the digit asked for
 
     @property
@@ -99,11 +100,11 @@ class QualityMeter:
         return features.astype(np.float64), probabilities
 
     def measure(self, images: np.ndarray, asked: np.ndarray | None = None) -> QualityReport:
-        """`images` in [-1, 1], (N, 28, 28, 1); `asked`: the digit each was generated as (conditional models)."""
+        """`images` in [-1, 1], (N, *IMAGE_SHAPE); `asked`: the digit each was generated as (conditional models)."""
         features, probabilities = self._features(images)
         mean, cov = _moments(features)
         predicted = probabilities.argmax(axis=1)
-        shares = np.bincount(predicted, minlength=10) / len(predicted)
+        shares = np.bincount(predicted, minlength=NUM_CLASSES) / len(predicted)
         return QualityReport(
             frechet_distance=frechet_distance(self.real_mean, self.real_cov, mean, cov),
             class_shares=[round(float(share), 4) for share in shares],
@@ -132,11 +133,21 @@ class GanQualityMeter(QualityMeter):
         super().__init__(classifier, real_images)
         # A generator of its own, so that measuring never touches the training's random state.
         self.latents = np.random.default_rng(20_240_601).standard_normal((samples, latent_dim)).astype(np.float32)
-        self.digits = (np.arange(samples) % 10).astype(np.int32)
+        self.digits = cycling_labels(samples)
 
     def measure_gan(self, gan) -> QualityReport:
-        from job.gan import generate
+        from job.gan import sample_images
 
         if gan.conditional:
-            return self.measure(generate(gan, self.latents, self.digits), asked=self.digits)
-        return self.measure(generate(gan, self.latents))
+            return self.measure(sample_images(gan, self.latents, self.digits), asked=self.digits)
+        return self.measure(sample_images(gan, self.latents))
+
+
+def evaluate_model(model_path: Path, mnist: Mnist, samples: int, seed: int, cache: Path) -> QualityReport:
+    """The quality of an exported generator (`gan-job evaluate`): `samples` images from latents drawn with `seed`,
+    a conditional model's cycling through the digits. Raises serving's ModelError for a file that is no generator."""
+    generator = Generator(model_path)
+    meter = QualityMeter(load_or_train_classifier(mnist, cache), reference_images(mnist))
+    latents = next(latent_batches(seed, samples, generator.latent_dim, samples))
+    digits = cycling_labels(samples) if generator.conditional else None
+    return meter.measure(generator.images(latents, digits), asked=digits)

@@ -20,7 +20,7 @@ from job.checkpoints import Checkpoints
 from job.config import ConfigError, TrainConfig
 from job.data import load_mnist, reference_images, training_set
 from job.export import export_onnx, metadata
-from job.gan import Gan, TrainStep, build_gan, generate
+from job.gan import Gan, TrainStep, build_gan, sample_images
 from job.outputs import MetricsLog, RunDir, save_grid, save_keras_atomically, write_model_summaries
 from job.quality import GanQualityMeter, load_or_train_classifier
 from serving.files import atomic_write_text
@@ -87,9 +87,17 @@ def train(
         write_model_summaries(run, [gan.generator, gan.discriminator])
 
     if start < config.steps:
-        step = TrainStep(gan, images, config.batch, labels, config.ema_decay)
-        meter = _quality_meter(config, mnist)
-        _train_until(config, run, gan, checkpoints, step, meter, start, on_progress or _log_progress, stop)
+        loop = TrainingLoop(
+            config,
+            run,
+            gan,
+            checkpoints,
+            TrainStep(gan, images, config.batch, labels),
+            _quality_meter(config, mnist),
+            on_progress or _log_progress,
+            stop,
+        )
+        loop.train_from(start)
     elif run.generator.exists() and run.onnx.exists():
         log.info("run in %s already finished at step %d: nothing to do", run.root, start)
         return gan
@@ -105,46 +113,60 @@ def save_final_models(gan: Gan, config: TrainConfig, run: RunDir) -> None:
     log.info("done: step %d, generator saved to %s and %s", step, run.generator, run.onnx)
 
 
-def _train_until(config, run, gan, checkpoints, step_fn, meter, start, on_progress, stop) -> None:
-    train_steps = step_fn.compiled()
-    metrics = MetricsLog(run, resume_step=start)
-    step = start
-    try:
-        while step < config.steps:
-            if stop is not None and stop.is_set():
-                if step not in checkpoints.steps():
-                    _checkpoint(step, gan, checkpoints, metrics, run)
-                raise Interrupted(step)
-            n = _steps_to_next_event(step, config)
-            began = time.perf_counter()
-            means = {name: float(value) for name, value in train_steps(tf.constant(n)).items()}
-            seconds = time.perf_counter() - began
-            gan.train_seconds.assign_add(seconds)
-            step = int(gan.step.numpy())
-            if not all(math.isfinite(value) for value in means.values()):
-                raise TrainingDiverged(
-                    f"a loss became NaN or infinite between steps {step - n} and {step} ({means}); "
-                    f"the last good checkpoint is kept in {run.checkpoints}"
-                )
-            checkpoint_now = step % config.checkpoint_every == 0 or step == config.steps
-            if step % config.log_every == 0 or checkpoint_now:
-                progress = Progress(
-                    step, config.steps, steps_per_s=n / seconds, elapsed_s=float(gan.train_seconds.numpy()), **means
-                )
-                quality = meter.measure_gan(gan) if meter is not None and checkpoint_now else None
-                metrics.write(progress.record() | (quality.record() if quality else {}))
-                on_progress(progress)
-                if quality:
-                    _log_quality(step, quality)
-            if checkpoint_now:
-                _checkpoint(step, gan, checkpoints, metrics, run)
-    finally:
-        metrics.close()
+@dataclass
+class TrainingLoop:
+    """Everything the loop works with, from the first compiled call to the last."""
 
+    config: TrainConfig
+    run: RunDir
+    gan: Gan
+    checkpoints: Checkpoints
+    train_step: TrainStep
+    meter: GanQualityMeter | None  # None: quality is not measured
+    on_progress: Callable[[Progress], None]
+    stop: threading.Event | None  # set by SIGTERM or SIGINT
 
-def _checkpoint(step: int, gan: Gan, checkpoints: Checkpoints, metrics: MetricsLog, run: RunDir) -> None:
-    checkpoints.save(step)
-    metrics.image(step, save_grid(generate(gan), run.sample(step)))
+    def train_from(self, start: int) -> None:
+        """Train from step `start` to the configured steps: one compiled call per log interval or checkpoint."""
+        config, gan = self.config, self.gan
+        train_steps = self.train_step.compiled()
+        metrics = MetricsLog(self.run, resume_step=start)
+        step = start
+        try:
+            while step < config.steps:
+                if self.stop is not None and self.stop.is_set():
+                    if step not in self.checkpoints.steps():
+                        self._checkpoint(step, metrics)
+                    raise Interrupted(step)
+                n = _steps_to_next_event(step, config)
+                began = time.perf_counter()
+                means = {name: float(value) for name, value in train_steps(tf.constant(n)).items()}
+                seconds = time.perf_counter() - began
+                gan.train_seconds.assign_add(seconds)
+                step = int(gan.step.numpy())
+                if not all(math.isfinite(value) for value in means.values()):
+                    raise TrainingDiverged(
+                        f"a loss became NaN or infinite between steps {step - n} and {step} ({means}); "
+                        f"the last good checkpoint is kept in {self.run.checkpoints}"
+                    )
+                checkpoint_now = step % config.checkpoint_every == 0 or step == config.steps
+                if step % config.log_every == 0 or checkpoint_now:
+                    progress = Progress(
+                        step, config.steps, steps_per_s=n / seconds, elapsed_s=float(gan.train_seconds.numpy()), **means
+                    )
+                    quality = self.meter.measure_gan(gan) if self.meter is not None and checkpoint_now else None
+                    metrics.write(progress.record() | (quality.record() if quality else {}))
+                    self.on_progress(progress)
+                    if quality:
+                        _log_quality(step, quality)
+                if checkpoint_now:
+                    self._checkpoint(step, metrics)
+        finally:
+            metrics.close()
+
+    def _checkpoint(self, step: int, metrics: MetricsLog) -> None:
+        self.checkpoints.save(step)
+        metrics.image(step, save_grid(sample_images(self.gan), self.run.sample(step)))
 
 
 def _steps_to_next_event(step: int, config: TrainConfig) -> int:

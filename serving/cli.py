@@ -17,7 +17,7 @@ import numpy as np
 
 from serving.files import atomic_write
 from serving.images import grid, to_uint8
-from serving.model import Generator, ModelError, latent_batches
+from serving.model import IMAGE_SHAPE, NUM_CLASSES, Generator, ModelError, cycling_labels, latent_batches
 
 
 class BadInput(click.ClickException):
@@ -57,7 +57,7 @@ def main() -> None:
     type=click.Choice(["grid", "png", "npy"]),
     default="grid",
     show_default=True,
-    help="grid: one PNG of all digits; png: a folder with one PNG per digit; npy: a uint8 array (N, 28, 28).",
+    help="grid: one PNG of all digits; png: a folder with one PNG per digit; npy: a uint8 array (N, height, width).",
 )
 @click.option("--scale", type=click.IntRange(1, 64), default=2, show_default=True, help="Pixels per model pixel.")
 @click.option("--columns", type=click.IntRange(min=1), default=None, help="Grid columns [default: about √n].")
@@ -91,7 +91,7 @@ def generate(
     _check_output(out, output_format)
     began = time.perf_counter()
     if output_format == "grid" and generator.conditional and digit is None:
-        columns = columns or math.ceil(count / 10)  # one row per digit, 0 to 9
+        columns = columns or math.ceil(count / NUM_CLASSES)  # one row per digit, 0 to 9
     batches = _image_batches(
         generator, seed, count, batch_size, digit, row=columns if output_format == "grid" else None
     )
@@ -159,7 +159,7 @@ def interpolate(
         raise BadInput(f"--out must end in .png (a strip) or .gif (an animation), got {out.name}")
     start, end = (next(latent_batches(seed, 1, generator.latent_dim, 1))[0] for seed in (from_seed, to_seed))
     latents = np.stack([slerp(start, end, t) for t in np.linspace(0.0, 1.0, steps)])
-    images = to_uint8(generator.generate(latents, _labels(generator, digit, 0, steps, None)))
+    images = to_uint8(generator.images(latents, _labels(generator, digit, 0, steps, None)))
     with _writing(out), atomic_write(out) as file:
         if out.suffix.lower() == ".gif":
             frames = [grid(image[np.newaxis], scale=scale, padding=0) for image in images]
@@ -199,19 +199,18 @@ def _labels(generator: Generator, digit: int | None, start: int, count: int, row
         return None
     if digit is not None:
         return np.full(count, digit, dtype=np.int64)
-    positions = np.arange(start, start + count, dtype=np.int64)
-    return (positions // row if row else positions) % 10
+    return cycling_labels(count, start, every=row or 1)
 
 
 def _image_batches(generator: Generator, seed: int, count: int, batch_size: int, digit: int | None, row=None):
-    """uint8 images (B, 28, 28), batch after batch; a progress bar on a terminal for large counts."""
+    """uint8 images (B, height, width), batch after batch; a progress bar on a terminal for large counts."""
     done = 0
     with contextlib.ExitStack() as stack:
         bar = None
         if count > 10 * batch_size and sys.stderr.isatty():
             bar = stack.enter_context(click.progressbar(length=count, label="generating", file=sys.stderr))
         for latents in latent_batches(seed, count, generator.latent_dim, batch_size):
-            yield to_uint8(generator.generate(latents, _labels(generator, digit, done, len(latents), row)))
+            yield to_uint8(generator.images(latents, _labels(generator, digit, done, len(latents), row)))
             done += len(latents)
             if bar is not None:
                 bar.update(len(latents))
@@ -241,7 +240,7 @@ def _writing(out: Path):
 def _write_npy(batches, count: int, out: Path) -> None:
     # The .npy header first, then each batch as it comes: 100,000 digits never sit in memory at once.
     with atomic_write(out) as file:
-        header = {"descr": np.dtype(np.uint8).str, "fortran_order": False, "shape": (count, 28, 28)}
+        header = {"descr": np.dtype(np.uint8).str, "fortran_order": False, "shape": (count, *IMAGE_SHAPE[:2])}
         np.lib.format.write_array_header_1_0(file, header)
         for images in batches:
             file.write(np.ascontiguousarray(images).tobytes())

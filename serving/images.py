@@ -9,7 +9,7 @@ from PIL import Image
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
-    """Generator output in [-1, 1], shape (N, 28, 28[, 1]) -> uint8 grey images of shape (N, 28, 28)."""
+    """Generator output in [-1, 1], shape (N, H, W[, 1]) -> uint8 grey images of shape (N, H, W)."""
     images = np.asarray(images, dtype=np.float32)
     if images.ndim == 4:
         images = images[..., 0]

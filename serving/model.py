@@ -13,7 +13,8 @@ LATENT_INPUT = "z"
 LABEL_INPUT = "label"
 IMAGE_OUTPUT = "image"
 BATCH_DIM = "batch"
-IMAGE_SHAPE = (28, 28, 1)
+IMAGE_SHAPE = (28, 28, 1)  # height, width, channels of every image a generator draws
+NUM_CLASSES = 10  # the digits a conditional generator takes as labels
 
 
 class ModelError(ValueError):
@@ -41,7 +42,7 @@ class Generator:
         try:
             self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own exception types for unreadable files
-            raise ModelError(f"cannot load {path} as an ONNX model: {_first_line(error)}") from error
+            raise ModelError(f"cannot load {path} as an ONNX model: {first_line(error)}") from error
         self.inputs = [Tensor(i.name, tuple(i.shape), i.type) for i in self.session.get_inputs()]
         self.outputs = [Tensor(o.name, tuple(o.shape), o.type) for o in self.session.get_outputs()]
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
@@ -60,9 +61,10 @@ class Generator:
             and set(inputs) <= {LATENT_INPUT, LABEL_INPUT}
         )
         if not is_generator:
+            shape = ", ".join(map(str, IMAGE_SHAPE))
             raise ModelError(
                 f"{self.path} is not a generator model: expected input '{LATENT_INPUT}' [batch, latent_dim] float "
-                f"and output '{IMAGE_OUTPUT}' [batch, 28, 28, 1], found inputs {', '.join(map(str, self.inputs))} "
+                f"and output '{IMAGE_OUTPUT}' [batch, {shape}], found inputs {', '.join(map(str, self.inputs))} "
                 f"and outputs {', '.join(map(str, self.outputs))}"
             )
         declared = self.metadata.get("latent_dim")
@@ -90,8 +92,8 @@ class Generator:
             )
         raise ModelError(f"{self.path} was trained on digit {self.trained_digit} only, not {digit}")
 
-    def generate(self, latents: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
-        """Images in [-1, 1], shape (N, 28, 28, 1), for float32 latents (N, latent_dim)."""
+    def images(self, latents: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """Images in [-1, 1], shape (N, *IMAGE_SHAPE), for float32 latents (N, latent_dim)."""
         feed = {LATENT_INPUT: latents.astype(np.float32, copy=False)}
         if self.conditional:
             feed[LABEL_INPUT] = np.asarray(labels, dtype=np.int64)
@@ -105,5 +107,12 @@ def latent_batches(seed: int, count: int, latent_dim: int, batch_size: int) -> I
         yield rng.standard_normal((min(batch_size, count - start), latent_dim), dtype=np.float32)
 
 
-def _first_line(error: Exception) -> str:
+def cycling_labels(count: int, start: int = 0, every: int = 1) -> np.ndarray:
+    """The labels of a conditional model's samples where no digit is asked for: 0-9 in turn, each `every` times
+    (a grid's row length: digit r on row r), for the samples start..start+count."""
+    return (np.arange(start, start + count, dtype=np.int64) // every) % NUM_CLASSES
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's message in one line (onnxruntime's and TensorFlow's run over several)."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -1,10 +1,14 @@
 """The configuration is validated once, with messages that name the option."""
 
+import re
 from pathlib import Path
 
+import click
 import pytest
 
-from job.config import ConfigError, TrainConfig
+from job.config import PRESETS, REQUIRED, ConfigError, TrainConfig, default_of, flag_of, options
+
+README = Path(__file__).parents[1] / "README.md"
 
 
 @pytest.mark.parametrize(
@@ -34,3 +38,58 @@ def test_only_defining_fields_count_as_a_different_run():
     saved = TrainConfig(out=Path("a"), steps=100).to_dict()
     assert TrainConfig(out=Path("b"), steps=900, log_every=7, data=Path("d")).differences(saved) == []
     assert TrainConfig(out=Path("a"), steps=100, digit=3).differences(saved) == ["digit: run has -1, asked for 3"]
+
+
+# ---- each training option is declared once (job/config.py); the CLI, --help and README follow ------------------
+
+DECLARED = options()
+
+
+def train_parameters() -> dict:
+    from job.cli import main
+
+    return {param.name: param for param in main.commands["train"].params}
+
+
+@pytest.mark.parametrize("name", DECLARED)
+def test_the_cli_option_is_the_declared_one(name):
+    declared, param = DECLARED[name], train_parameters()[name]
+    assert param.envvar == "GAN_" + name.upper()
+    assert param.help == declared.help
+    if default_of(name) is REQUIRED:
+        assert param.required
+    else:
+        assert param.default == default_of(name)
+    if declared.choices:
+        assert tuple(param.type.choices) == declared.choices
+    if declared.min is not None or declared.max is not None:
+        assert (param.type.min, param.type.max) == (declared.min, declared.max)
+
+
+@pytest.mark.parametrize("name", [name for name, declared in DECLARED.items() if declared.min is not None])
+def test_the_config_refuses_what_the_declared_range_refuses(name):
+    declared = DECLARED[name]
+    with pytest.raises(ConfigError, match=flag_of(name)):
+        TrainConfig(out=Path("x"), **{name: declared.min - 1})
+    if declared.max is not None:
+        with pytest.raises(ConfigError, match=flag_of(name)):
+            TrainConfig(out=Path("x"), **{name: declared.max + 1})
+
+
+def test_preset_choices_are_the_presets():
+    assert DECLARED["preset"].choices == tuple(PRESETS)
+
+
+def test_readme_lists_every_train_option_with_its_default():
+    usage = re.search(r"^gan-job train --out DIR (.*?)```", README.read_text(), re.S | re.M).group(1)
+    listed = dict(re.findall(r"\[(--[\w/-]+)(?: ([^\]]+))?\]", usage))
+    parameters = train_parameters()
+    assert {flag.split("/")[0] for flag in listed} | {"--out"} == {p.opts[0] for p in parameters.values()}
+    for flag, shown in listed.items():
+        param = next(p for p in parameters.values() if p.opts[0] == flag.split("/")[0])
+        if isinstance(param.type, click.Choice):
+            assert shown == "|".join(param.type.choices), flag
+        elif isinstance(param.type, click.IntRange) and param.type.max is not None and param.type.max < 100:
+            assert shown == f"{param.type.min}..{param.type.max}", flag
+        elif isinstance(param.type, click.IntRange):
+            assert shown == str(param.default), flag

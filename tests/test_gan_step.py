@@ -52,7 +52,7 @@ def test_compiled_steps_count_steps_and_return_finite_means(step):
 def conditional_step(small_mnist):
     config = TrainConfig(out=Path("unused"), seed=1, conditional=True)
     images, labels = training_set(load_mnist(small_mnist), -1)
-    return TrainStep(build_gan(config), images, config.batch, labels, config.ema_decay)
+    return TrainStep(build_gan(config), images, config.batch, labels)
 
 
 def test_conditional_generator_step_also_leaves_the_discriminator_untouched(conditional_step):

@@ -1,6 +1,8 @@
 """`gan-job train` as a user or a container runs it: flags or GAN_* variables, one-line errors with exit code 2."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -37,6 +39,27 @@ def test_every_option_can_come_from_a_gan_environment_variable(tmp_path, small_m
     # Not a terminal: plain progress lines, one per log interval, for container logs.
     assert "step 20/40" in result.stderr and "step 40/40" in result.stderr
     assert "on CPU" in result.stderr or "on GPU" in result.stderr
+    # TensorFlow's native start-up lines, which read as errors, are not shown at default verbosity.
+    for noise in ("absl::InitializeLog", "cuInit", "E0000", "I0000", "oneDNN", "cuda drivers"):
+        assert noise not in result.stderr
+
+
+def test_native_lines_that_are_not_start_up_noise_still_reach_stderr():
+    code = (
+        "import os; from job.native_logs import filter_native_stderr; filter_native_stderr(); "
+        "os.write(2, b'W0000 00:00:1.2 1 cuda_platform.cc:52] failed call to cuInit\\n'); "
+        "os.write(2, b'a real native error\\n'); import sys; print('python line', file=sys.stderr)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    # Native lines pass through a thread, Python's go straight: their order may differ, their content may not.
+    assert sorted(result.stderr.splitlines()) == ["a real native error", "python line"]
+
+
+def test_export_inside_the_train_image_reads_the_run_from_gan_out(trained_run, tmp_path):
+    out = tmp_path / "again.onnx"
+    result = run_cli("export", "--out", str(out), env={"GAN_OUT": str(trained_run[0])})
+    assert result.returncode == 0, result.stderr
+    assert out.is_file() and "exported step 300" in result.stderr
 
 
 def test_help_shows_defaults_and_environment_variables():

@@ -183,13 +183,13 @@ def test_large_counts_are_generated_batch_by_batch(model, tmp_path, monkeypatch)
     from serving.model import Generator
 
     seen = []
-    original = Generator.generate
+    original = Generator.images
 
     def recording(self, latents, labels=None):
         seen.append(len(latents))
         return original(self, latents, labels)
 
-    monkeypatch.setattr(Generator, "generate", recording)
+    monkeypatch.setattr(Generator, "images", recording)
     result = gan_digits(
         "generate",
         "--model",
@@ -212,13 +212,13 @@ def test_conditional_grid_shows_each_digit_on_its_own_row(conditional_run, tmp_p
     from serving.model import Generator
 
     asked = []
-    original = Generator.generate
+    original = Generator.images
 
     def recording(self, latents, labels=None):
         asked.extend(labels.tolist())
         return original(self, latents, labels)
 
-    monkeypatch.setattr(Generator, "generate", recording)
+    monkeypatch.setattr(Generator, "images", recording)
     model = conditional_run[0] / "generator.onnx"
     assert gan_digits("generate", "--model", model, "-n", 30, "--scale", 1, "--out", tmp_path / "g.png").exit_code == 0
     assert Image.open(tmp_path / "g.png").size == (3 * 30 + 2, 10 * 30 + 2)  # 10 rows of 3
