@@ -23,6 +23,7 @@ from job.export import export_onnx, metadata
 from job.gan import Gan, TrainStep, build_gan, sample_images
 from job.outputs import MetricsLog, RunDir, save_grid, save_keras_atomically, write_model_summaries
 from job.quality import GanQualityMeter, load_or_train_classifier
+from job.report import kept_current
 from serving.files import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,8 @@ def train(
     tf.config.experimental.enable_op_determinism()  # a resumed run ends bit for bit where an uninterrupted one does
     mnist = load_mnist(config.data)
     images, labels = training_set(mnist, config.digit)
-    log.info("training on %d images (%s) on %s", len(images), _digits(config), _device())
+    device = _device()
+    log.info("training on %d images (%s) on %s", len(images), _digits(config), device)
     check_writable(run.root)
     _start_run_dir(run, config, force)
 
@@ -86,22 +88,24 @@ def train(
         save_grid(images[:16], run.samples / "reals.png")
         write_model_summaries(run, [gan.generator, gan.discriminator])
 
-    if start < config.steps:
-        loop = TrainingLoop(
-            config,
-            run,
-            gan,
-            checkpoints,
-            TrainStep(gan, images, config.batch, labels),
-            _quality_meter(config, mnist),
-            on_progress or _log_progress,
-            stop,
-        )
-        loop.train_from(start)
-    elif run.generator.exists() and run.onnx.exists():
-        log.info("run in %s already finished at step %d: nothing to do", run.root, start)
-        return gan
-    save_final_models(gan, config, run)
+    with kept_current(run.root, device, interrupted=Interrupted) as update_report:  # report.html
+        if start < config.steps:
+            loop = TrainingLoop(
+                config,
+                run,
+                gan,
+                checkpoints,
+                TrainStep(gan, images, config.batch, labels),
+                _quality_meter(config, mnist),
+                on_progress or _log_progress,
+                stop,
+                update_report,
+            )
+            loop.train_from(start)
+        elif run.generator.exists() and run.onnx.exists():
+            log.info("run in %s already finished at step %d: nothing to do", run.root, start)
+            return gan
+        save_final_models(gan, config, run)
     return gan
 
 
@@ -125,6 +129,7 @@ class TrainingLoop:
     meter: GanQualityMeter | None  # None: quality is not measured
     on_progress: Callable[[Progress], None]
     stop: threading.Event | None  # set by SIGTERM or SIGINT
+    on_checkpoint: Callable[[], None]  # after each checkpoint and sample grid: rewrites report.html
 
     def train_from(self, start: int) -> None:
         """Train from step `start` to the configured steps: one compiled call per log interval or checkpoint."""
@@ -167,6 +172,7 @@ class TrainingLoop:
     def _checkpoint(self, step: int, metrics: MetricsLog) -> None:
         self.checkpoints.save(step)
         metrics.image(step, save_grid(sample_images(self.gan), self.run.sample(step)))
+        self.on_checkpoint()
 
 
 def _steps_to_next_event(step: int, config: TrainConfig) -> int:

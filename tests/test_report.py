@@ -110,6 +110,47 @@ def test_a_run_that_has_not_measured_anything_yet_still_has_a_page(tmp_path):
     assert read_run(tmp_path).step == 0
 
 
+# --- kept current by the training loop ---------------------------------------------------------------------------
+
+
+def status_of(page: str) -> str:
+    return re.search(r'class="status (\w+)"', page).group(1)
+
+
+def test_a_finished_run_leaves_a_page_that_says_finished(trained_run):
+    page = (trained_run[0] / "report.html").read_text()
+    assert status_of(page) == FINISHED and "300 of 300" in page and "CPU" in page
+
+
+def test_while_training_the_page_says_running_and_follows_each_checkpoint(tmp_path):
+    from job.train import train
+    from tests.conftest import short_run_config
+
+    seen = {}
+
+    def look(progress) -> None:  # called at every log line
+        if progress.step == 150:  # after the checkpoint of step 100, before the one of step 200
+            seen[progress.step] = (tmp_path / "report.html").read_text()
+
+    train(short_run_config(tmp_path, steps=200, quality=False), on_progress=look)
+    assert status_of(seen[150]) == RUNNING and "100 of 200" in seen[150]
+    assert "time left" in seen[150] and markup(seen[150]).count("data:image/png;base64,") == 1 + 1 + 1
+    assert status_of((tmp_path / "report.html").read_text()) == FINISHED
+
+
+def test_an_interrupted_run_says_so(tmp_path):
+    import threading
+
+    from job.train import Interrupted, train
+    from tests.conftest import short_run_config
+
+    stop = threading.Event()
+    stop.set()  # as if SIGTERM came at once
+    with pytest.raises(Interrupted):
+        train(short_run_config(tmp_path, quality=False), stop=stop)
+    assert status_of((tmp_path / "report.html").read_text()) == INTERRUPTED
+
+
 # --- in a browser -----------------------------------------------------------------------------------------------
 
 
