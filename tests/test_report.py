@@ -210,3 +210,12 @@ def test_the_comparison_loads_in_chromium_without_a_console_message(trained_run,
     result = open_in_chromium(page, tmp_path, "--dump-dom")
     assert console_messages(result) == []
     assert result.stdout.count('class="main-svg"') >= len(embedded_charts(page.read_text()))
+
+
+def test_a_run_that_fails_says_failed_and_the_error_goes_on(tmp_path):
+    from job.report import FAILED, kept_current
+
+    (tmp_path / "config.json").write_text(json.dumps({"steps": 100}))
+    with pytest.raises(MemoryError), kept_current(tmp_path, "CPU", interrupted=KeyboardInterrupt):
+        raise MemoryError
+    assert status_of((tmp_path / "report.html").read_text()) == FAILED

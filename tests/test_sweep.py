@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -189,3 +191,24 @@ def test_two_pods_at_once_each_train_their_variation_and_the_last_one_compares(t
     out = runs / "sweep"
     assert (out / "report.html").is_file() and (out / "best" / "generator.onnx").is_file()
     assert sum("best run:" in output for output in outputs) >= 1
+
+
+@pytest.mark.slow
+def test_sigterm_reaches_every_training_which_checkpoints_and_the_sweep_exits_75(tmp_path, small_mnist):
+    path = sweep_file(
+        tmp_path,
+        f"settings: {{data: {small_mnist}, steps: 1000000, checkpoint-every: 1000000, log-every: 50, quality: false}}\n"
+        "vary: {seed: [1, 2]}\n",
+    )
+    out = tmp_path / "sweep"
+    sweep = subprocess.Popen([*TRAIN[:-1], "sweep", str(path), "--out", str(out), "--parallel", "2"], text=True)
+    logs = [out / "logs" / f"seed-{seed}.log" for seed in (1, 2)]
+    deadline = time.monotonic() + 300
+    while not all(log.exists() and "step 50/" in log.read_text() for log in logs):
+        assert time.monotonic() < deadline and sweep.poll() is None, "the trainings did not start"
+        time.sleep(1)
+    sweep.send_signal(signal.SIGTERM)
+    assert sweep.wait(timeout=120) == 75
+    for seed, log in zip((1, 2), logs, strict=True):
+        assert "SIGTERM: stopping after the steps under way" in log.read_text()
+        assert list((out / f"seed-{seed}" / "checkpoints").glob("ckpt-*.index")), "no checkpoint written"
