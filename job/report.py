@@ -201,6 +201,7 @@ def render_comparison(runs: list[Run]) -> str:
         keys=differing + [key for key in keys if key not in differing],
         differing=set(differing),
         ranking_keys=ranking_keys,
+        conditional=any("label_accuracy" in (run.quality or {}) for run in runs),
         **_page_parts(),
     )
 

@@ -110,6 +110,36 @@ def test_a_run_that_has_not_measured_anything_yet_still_has_a_page(tmp_path):
     assert read_run(tmp_path).step == 0
 
 
+# --- comparing runs -----------------------------------------------------------------------------------------------
+
+
+def test_gan_job_report_compares_runs_ranked_by_final_frechet_distance(trained_run, conditional_run, tmp_path):
+    from tests.conftest import run_cli
+
+    runs = {"plain": trained_run[0], "conditional": conditional_run[0]}
+    result = run_cli("report", *map(str, runs.values()), "--out", str(tmp_path / "compare.html"))
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "compare.html").read_text()
+
+    finals = {name: metrics_lines(run)[-1]["frechet_distance"] for name, run in runs.items()}
+    best, worse = sorted(runs, key=finals.get)
+    ranking = page[page.index('id="ranking"') :]
+    assert ranking.index(f"<th>{runs[best].name}</th>") < ranking.index(f"<th>{runs[worse].name}</th>")
+    assert f"{finals[best]:.2f}" in ranking and "drawn as asked" in ranking  # a conditional run is among them
+
+    settings = page[page.index('id="settings"') :]
+    assert re.search(r'<tr class="differs"><th>conditional</th>', settings)
+    assert not re.search(r'<tr class="differs"><th>batch</th>', settings)  # the same in both
+
+    charts = embedded_charts(page)
+    assert [trace["name"] for trace in charts["chart-frechet_distance"]["data"]] == [run.name for run in runs.values()]
+    assert [trace["name"] for trace in charts["chart-label_accuracy"]["data"]] == [runs["conditional"].name]
+    for name, run in runs.items():
+        trace = next(t for t in charts["chart-g_loss"]["data"] if t["name"] == run.name)
+        assert trace["y"] == [line["g_loss"] for line in metrics_lines(run)], name
+    assert markup(page).count("data:image/png;base64,") == 2  # the newest grid of each run
+
+
 # --- kept current by the training loop ---------------------------------------------------------------------------
 
 
