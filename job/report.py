@@ -233,7 +233,6 @@ def _chart(chart_id: str, title: str, axis: str, traces: list[tuple[str, str, li
 def _shares_chart(quality: dict) -> dict:
     layout = _layout(f"Share of each digit at step {quality['step']}", "share", legend=False)
     layout["xaxis"] |= {"title": {"text": "digit"}, "dtick": 1}
-    layout["yaxis"]["tickformat"] = ".0%"
     covered = {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": COVERED, "y1": COVERED}
     layout["shapes"] = [covered | {"line": {"dash": "dot"}}]
     layout["annotations"] = [
@@ -259,7 +258,7 @@ def _layout(title: str, axis: str, legend: bool) -> dict:
         "height": 300,
         "margin": {"l": 55, "r": 15, "t": 45, "b": 40},
         "xaxis": {"title": {"text": "step"}},
-        "yaxis": {"title": {"text": axis}},
+        "yaxis": {"title": {"text": axis}} | ({"tickformat": ".1~%"} if axis == "share" else {}),
         "showlegend": legend,
         "legend": {"orientation": "h", "y": -0.25},
     }
