@@ -116,7 +116,7 @@ def _options(values: object, command: click.Command, where: str, lists: bool = F
         if lists and (not isinstance(value, list) or not value):
             raise SweepError(f"{where}: {key} must be a list of values")
         for item in value if lists else [value]:
-            if isinstance(item, dict | list):
+            if item is None or isinstance(item, dict | list):
                 raise SweepError(f"{where}: {key} must be one value, got {item!r}")
             if params[name].is_flag and not isinstance(item, bool):
                 raise SweepError(f"{where}: {key} is a switch: true or false, got {item!r}")

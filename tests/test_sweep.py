@@ -65,6 +65,7 @@ def test_a_sweep_file_with_only_settings_is_one_run(tmp_path):
         ("vary: {preset: [default, fancy]}", "'fancy' is not one of 'default', 'seed'"),
         ("runs: [{conditional: true, digit: 3}]", "--conditional trains on every digit"),
         ("settings: {ema: 1}", "ema is a switch: true or false"),
+        ("settings: {data: null}", "data must be one value, got None"),
         ("settings: {batch: 3}", "--batch must be even"),
         ("runs: [{seed: 1}, {seed: 1}]", "the same run twice: seed-1"),
         ("settings: {out: somewhere}", "leave 'out' out"),
