@@ -158,7 +158,8 @@ class Trainings:
         """Train one variation into OUT/<name>; its output into OUT/logs/<name>.log or ours. Returns its exit code."""
         arguments = [*TRAIN, "--out", str(self.out / variation.name), *variation.arguments(self.command)]
         log_path = self.out / "logs" / f"{variation.name}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        if to_log_file:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
         gpu = self._gpus.get() if self._gpus else None
         environment = os.environ | ({"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {})
         try:
