@@ -234,3 +234,91 @@ def _evaluate(model_path: Path, data: Path | None, samples: int, seed: int, cach
     click.echo("share per digit:   " + "  ".join(f"{d}:{s:.1%}" for d, s in enumerate(report.class_shares)))
     if report.label_accuracy is not None:
         click.echo(f"digit asked for:   {report.label_accuracy:.2%} of the samples are classified as it")
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The page to write (.html)."
+)
+def report(runs: tuple[Path, ...], out: Path) -> None:
+    """Compare runs on one page: curves overlaid, newest grids side by side, ranked by the final Fréchet distance."""
+    _run(lambda: _report(list(runs), out))
+
+
+def _report(runs: list[Path], out: Path) -> None:
+    from job.report import write_comparison
+
+    write_comparison(runs, out)
+    click.echo(f"compared {len(runs)} runs in {out}", err=True)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("sweep_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Sweep directory: a run directory per variation, report.html, best/generator.onnx. Same --out resumes.",
+)
+@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True, help="Runs trained at once.")
+@click.option(
+    "--gpus",
+    default=None,
+    help="Comma-separated GPU ids (e.g. 0,1,2,3): each run sees one of them alone (CUDA_VISIBLE_DEVICES).",
+)
+@click.option(
+    "--index",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Train only this variation (a Kubernetes Indexed Job's completion index); the last to finish compares.",
+)
+@click.option("--list", "list_only", is_flag=True, help="Print the variations (index, name, train options) and stop.")
+@click.argument("train_options", nargs=-1, type=click.UNPROCESSED)
+def sweep(
+    sweep_file: Path,
+    out: Path,
+    parallel: int,
+    gpus: str | None,
+    index: int | None,
+    list_only: bool,
+    train_options: tuple[str, ...],
+) -> None:
+    """Train every variation of SWEEP_FILE into OUT/<name>, then compare them and keep the best.
+
+    TRAIN_OPTIONS: any option of gan-job train; it overrides the sweep file's shared settings.
+    """
+    _run(lambda: _sweep(sweep_file, out, parallel, gpus.split(",") if gpus else None, index, list_only, train_options))
+
+
+def _sweep(sweep_file, out, parallel, gpus, index, list_only, train_options) -> None:
+    from click.core import ParameterSource
+
+    from job.sweep import SweepError, load_sweep, run_index, run_sweep
+
+    given = train.make_context("gan-job train", ["--out", str(out), *train_options])
+    overrides = {
+        name: value
+        for name, value in given.params.items()
+        if name != "out" and given.get_parameter_source(name) is ParameterSource.COMMANDLINE
+    }
+    variations = load_sweep(sweep_file, train, overrides)
+    if list_only:
+        for number, variation in enumerate(variations):
+            click.echo(f"{number}\t{variation.name}\t{' '.join(variation.arguments(train))}")
+        return
+    if index is not None and index >= len(variations):
+        raise SweepError(f"--index {index}: {sweep_file} has {len(variations)} variations (0..{len(variations) - 1})")
+    with signals.deferred() as stop:  # a signal is passed on to the trainings, which checkpoint and exit
+        if index is not None:
+            codes = {variations[index].name: run_index(variations, index, out, train, stop)}
+        else:
+            codes = run_sweep(variations, out, train, parallel, stop, gpus)
+        if stop.is_set() or EXIT_INTERRUPTED in codes.values():
+            raise Interrupted("interrupted: run the same command again to resume")
+    failed = {name: code for name, code in codes.items() if code != 0}
+    if failed:
+        _fail(
+            "runs that failed: " + ", ".join(f"{name} (exit code {code})" for name, code in failed.items()),
+            EXIT_BAD_INPUT if set(failed.values()) == {EXIT_BAD_INPUT} else 1,
+        )

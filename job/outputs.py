@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import keras
@@ -31,14 +32,15 @@ def save_grid(images: np.ndarray, path: Path) -> np.ndarray:
 
 
 def save_keras_atomically(model: keras.Model, path: Path) -> None:
-    # Keras wants a .keras name: save beside the target under a hidden one, then rename over it.
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    # Keras wants a .keras name: save into a hidden folder beside the target, then rename over it. The folder is
+    # unique: the runs of a sweep, started together, may all save the shared quality classifier at once.
     path.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent))
     try:
-        model.save(temporary)
-        os.replace(temporary, path)
+        model.save(folder / path.name)
+        os.replace(folder / path.name, path)
     finally:
-        temporary.unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class MetricsLog:

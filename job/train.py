@@ -22,6 +22,7 @@ from job.export import export_onnx, metadata
 from job.gan import Gan, TrainStep, build_gan, sample_images
 from job.outputs import MetricsLog, save_grid, save_keras_atomically, write_model_summaries
 from job.quality import GanQualityMeter, load_or_train_classifier
+from job.report import kept_current
 from job.rundir import RunDir, claimed, config_json
 from serving.files import atomic_write_text
 
@@ -73,7 +74,8 @@ def train_claimed(
     log.info("configuration: %s", json.dumps(config.to_dict(), sort_keys=True))
     tf.config.experimental.enable_op_determinism()  # a resumed run ends bit for bit where an uninterrupted one does
     images, labels = training_set(mnist, config.digit)
-    log.info("training on %d images (%s) on %s", len(images), _digits(config), _device())
+    device = _device()
+    log.info("training on %d images (%s) on %s", len(images), _digits(config), device)
     meter = _quality_meter(config, mnist)  # the classifier's one-time training, before the run folder is touched
     gan = build_gan(config)
     checkpoints = Checkpoints(run.checkpoints, gan.checkpoint(), keep=config.keep_checkpoints)
@@ -88,16 +90,16 @@ def train_claimed(
         save_grid(images[:16], run.samples / "reals.png")
         write_model_summaries(run, [gan.generator, gan.discriminator])
 
-    if start < config.steps:
-        loop = TrainingLoop(
-            config, run, gan, checkpoints, TrainStep(gan, images, config.batch, labels), meter, on_progress
-        )
-        with signals.deferred() as stop:
-            loop.train_from(start, stop)
-    elif run.generator.exists() and run.onnx.exists():
-        log.info("run in %s already finished at step %d: nothing to do", run.root, start)
-        return gan
-    save_final_models(gan, config, run)
+    with kept_current(run.root, device, interrupted=Interrupted) as update_report:  # report.html
+        if start < config.steps:
+            train_step = TrainStep(gan, images, config.batch, labels)
+            loop = TrainingLoop(config, run, gan, checkpoints, train_step, meter, on_progress, update_report)
+            with signals.deferred() as stop:
+                loop.train_from(start, stop)
+        elif run.generator.exists() and run.onnx.exists():
+            log.info("run in %s already finished at step %d: nothing to do", run.root, start)
+            return gan
+        save_final_models(gan, config, run)
     return gan
 
 
@@ -120,6 +122,7 @@ class TrainingLoop:
     train_step: TrainStep
     meter: GanQualityMeter | None  # None: quality is not measured
     on_progress: Callable[[Progress], None]
+    on_checkpoint: Callable[[], None]  # after each checkpoint and sample grid: rewrites report.html
 
     def train_from(self, start: int, stop: threading.Event) -> None:
         """Train from step `start` to the configured steps; when `stop` is set (SIGTERM, SIGINT), checkpoint the
@@ -165,6 +168,7 @@ class TrainingLoop:
     def _checkpoint(self, step: int, metrics: MetricsLog) -> None:
         self.checkpoints.save(step)
         metrics.image(step, save_grid(sample_images(self.gan), self.run.sample(step)))
+        self.on_checkpoint()
 
 
 def _steps_to_next_event(step: int, config: TrainConfig) -> int:

@@ -1,0 +1,262 @@
+"""Sweeps: many trainings from one YAML file, each a `gan-job train` of its own, then one comparison and the best.
+
+A sweep file names `gan-job train`'s options (as `latent-dim` or `latent_dim`):
+
+    settings: {steps: 20000, preset: default}     # shared by every run
+    vary: {seed: [0, 1, 2], ema: [true, false]}   # the product of these lists (optional)
+    runs: [{preset: seed}]                        # and/or explicit variations (optional)
+
+Every value is checked by the train command's own option declarations before anything runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import yaml
+
+from job.outputs import RunDir
+from job.report import Run, ranked, read_run, write_comparison
+from serving.files import atomic_write
+
+log = logging.getLogger(__name__)
+
+SECTIONS = ("settings", "vary", "runs")
+TRAIN = [sys.executable, "-c", "import sys; from job.cli import main; sys.exit(main())", "train"]
+
+
+class SweepError(click.UsageError):
+    """A sweep file (or sweep option) that cannot run; reported before any training starts."""
+
+
+@dataclass(frozen=True)
+class Variation:
+    name: str  # the run's folder in the sweep directory, saying how it differs
+    options: dict  # train option name -> value: the shared settings, command-line options, then this variation
+
+    def arguments(self, command: click.Command) -> list[str]:
+        """The variation as `gan-job train` arguments (without --out)."""
+        params = {param.name: param for param in command.params}
+        arguments = []
+        for name, value in self.options.items():
+            option = params[name]
+            if option.is_flag:
+                arguments += [option.opts[0]] if value else option.secondary_opts[:1]
+            else:
+                arguments += [option.opts[0], str(value)]
+        return arguments
+
+
+def load_sweep(path: Path, command: click.Command, overrides: dict | None = None) -> list[Variation]:
+    """The runs a sweep file asks for, each checked by `command` (gan-job train); raises SweepError."""
+    try:
+        spec = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise SweepError(f"cannot read the sweep file {path}: {error}") from error
+    if not isinstance(spec, dict) or set(spec) - set(SECTIONS):
+        raise SweepError(f"{path}: a sweep file is a mapping of {', '.join(SECTIONS)}")
+    settings = _options(spec.get("settings") or {}, command, "settings")
+    vary = _options(spec.get("vary") or {}, command, "vary", lists=True)
+    runs = spec.get("runs") or []
+    if not isinstance(runs, list):
+        raise SweepError("runs: must be a list of variations (mappings of train options)")
+    variations = [dict(zip(vary, values, strict=True)) for values in itertools.product(*vary.values())] if vary else []
+    variations += [_options(run, command, f"runs[{index}]") for index, run in enumerate(runs)]
+    result = [Variation(_name(variation), settings | (overrides or {}) | variation) for variation in variations or [{}]]
+    names = [variation.name for variation in result]
+    if len(set(names)) < len(names):
+        raise SweepError(
+            f"the sweep asks for the same run twice: {', '.join(sorted(set(n for n in names if names.count(n) > 1)))}"
+        )
+    for variation in result:
+        check(variation, command)
+    return result
+
+
+def check(variation: Variation, command: click.Command) -> None:
+    """Parse the variation with the train command itself: types, ranges, choices and the configuration's rules."""
+    from job.config import ConfigError, TrainConfig
+
+    arguments = ["--out", variation.name, *variation.arguments(command)]
+    try:
+        context = command.make_context("gan-job train", arguments)
+        params = {key: value for key, value in context.params.items() if key != "force"}
+        TrainConfig(**params)
+    except (click.ClickException, ConfigError) as error:
+        message = error.format_message() if isinstance(error, click.ClickException) else str(error)
+        raise SweepError(f"run {variation.name}: {message}") from error
+
+
+def _options(values: object, command: click.Command, where: str, lists: bool = False) -> dict:
+    """A section's keys as train option names; unknown keys, --out and values of the wrong shape are refused."""
+    if not isinstance(values, dict):
+        raise SweepError(f"{where}: must be a mapping of train options")
+    params = {param.name: param for param in command.params if isinstance(param, click.Option)}
+    options = {}
+    for key, value in values.items():
+        name = str(key).replace("-", "_")
+        if name not in params:
+            raise SweepError(f"{where}: {key!r} is not an option of gan-job train")
+        if name == "out":
+            raise SweepError(f"{where}: the sweep chooses each run's --out (DIR/<name>); leave 'out' out")
+        if lists and (not isinstance(value, list) or not value):
+            raise SweepError(f"{where}: {key} must be a list of values")
+        for item in value if lists else [value]:
+            if item is None or isinstance(item, dict | list):
+                raise SweepError(f"{where}: {key} must be one value, got {item!r}")
+            if params[name].is_flag and not isinstance(item, bool):
+                raise SweepError(f"{where}: {key} is a switch: true or false, got {item!r}")
+        options[name] = value
+    return options
+
+
+def _name(variation: dict) -> str:
+    """A folder name that says the variation's settings: seed-1_ema-false."""
+    if not variation:
+        return "run"
+    words = [f"{key.replace('_', '-')}-{str(value).lower()}" for key, value in variation.items()]
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(words))
+
+
+# --- running ------------------------------------------------------------------------------------------------------
+
+
+class Trainings:
+    """The `gan-job train` processes under way; stop() passes SIGTERM on, so each writes a checkpoint and exits."""
+
+    def __init__(
+        self, command: click.Command, out: Path, stop: threading.Event | None = None, gpus: list[str] | None = None
+    ) -> None:
+        self.command = command
+        self.out = out
+        self._gpus: queue.Queue[str] | None = None  # the GPUs no run is using now: one run per GPU
+        if gpus:
+            self._gpus = queue.Queue()
+            for gpu in gpus:
+                self._gpus.put(gpu)
+        self._stopped = False
+        self._processes: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+        if stop is not None:
+            threading.Thread(target=lambda: (stop.wait(), self.stop()), daemon=True).start()
+
+    def run(self, variation: Variation, to_log_file: bool = True) -> int:
+        """Train one variation into OUT/<name>; its output into OUT/logs/<name>.log or ours. Returns its exit code."""
+        arguments = [*TRAIN, "--out", str(self.out / variation.name), *variation.arguments(self.command)]
+        log_path = self.out / "logs" / f"{variation.name}.log"
+        if to_log_file:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+        gpu = self._gpus.get() if self._gpus else None
+        environment = os.environ | ({"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {})
+        try:
+            with self._lock:
+                if self._stopped:
+                    return NOT_STARTED
+                with open(log_path, "ab") if to_log_file else contextlib.nullcontext() as output:
+                    # A session of its own: a Ctrl-C on a terminal reaches the sweep only, which passes one SIGTERM on.
+                    process = subprocess.Popen(
+                        arguments, stdout=output, stderr=output, env=environment, start_new_session=True
+                    )
+                self._processes.add(process)
+            log.info("%s: training%s", variation.name, f" on GPU {gpu}" if gpu is not None else "")
+            code = process.wait()
+        finally:
+            if gpu is not None:
+                self._gpus.put(gpu)
+        with self._lock:
+            self._processes.discard(process)
+        log.info("%s: %s", variation.name, "done" if code == 0 else f"exit code {code}")
+        return code
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            for process in self._processes:
+                process.send_signal(signal.SIGTERM)
+
+
+NOT_STARTED = 75  # a variation a stopped sweep did not start: like an interrupted one, the same command resumes it
+
+
+def run_sweep(
+    variations: list[Variation],
+    out: Path,
+    command: click.Command,
+    parallel: int = 1,
+    stop: threading.Event | None = None,
+    gpus: list[str] | None = None,
+) -> dict[str, int]:
+    """Train every variation, `parallel` at a time, then write the comparison and best/; returns each exit code.
+
+    A run that finished before is not trained again (its `gan-job train` says so); one that stopped resumes.
+    With `gpus`, each run sees one of them (CUDA_VISIBLE_DEVICES), and no two runs share one.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    trainings = Trainings(command, out, stop, gpus)
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        codes = list(pool.map(trainings.run, variations))
+    finish_sweep(variations, out)
+    return dict(zip((variation.name for variation in variations), codes, strict=True))
+
+
+def run_index(
+    variations: list[Variation], index: int, out: Path, command: click.Command, stop: threading.Event | None = None
+) -> int:
+    """Train variation `index` alone (one pod of an Indexed Job), its output in ours; the last one to finish
+    writes the comparison and best/ (should two finish together, both write the same files, each atomically)."""
+    out.mkdir(parents=True, exist_ok=True)
+    code = Trainings(command, out, stop).run(variations[index], to_log_file=False)
+    if code == 0 and all_finished(variations, out):
+        finish_sweep(variations, out)
+    return code
+
+
+def finish_sweep(variations: list[Variation], out: Path) -> Run | None:
+    """OUT/report.html comparing the runs so far, and OUT/best/ from the best finished run; returns that run.
+
+    Safe to call from several processes at once: each file is written whole under a temporary name and renamed.
+    """
+    runs = [
+        read_run(out / variation.name) for variation in variations if (out / variation.name / "config.json").exists()
+    ]
+    if runs:
+        write_comparison([run.root for run in runs], out / "report.html")
+    finished = [run for run in runs if is_finished(run)]
+    if not finished:
+        return None
+    best = ranked(finished)[0]
+    with atomic_write(out / "best" / "generator.onnx") as file, open(RunDir(best.root).onnx, "rb") as source:
+        shutil.copyfileobj(source, file)
+    quality = best.quality or {}
+    summary = f"{best.name}\nFréchet distance {quality.get('frechet_distance')}\n"
+    with atomic_write(out / "best" / "run.txt") as file:
+        file.write(summary.encode("utf-8"))
+    log.info(
+        "best run: %s (Fréchet distance %s); its generator is in %s",
+        best.name,
+        quality.get("frechet_distance"),
+        out / "best",
+    )
+    return best
+
+
+def is_finished(run: Run) -> bool:
+    return run.steps is not None and run.step >= run.steps and RunDir(run.root).onnx.exists()
+
+
+def all_finished(variations: list[Variation], out: Path) -> bool:
+    return all(is_finished(read_run(out / variation.name)) for variation in variations)
