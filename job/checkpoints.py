@@ -37,6 +37,10 @@ class Checkpoints:
                 "run again to resume once the volume is fixed"
             ) from error
 
+    def size(self, step: int) -> int:
+        """Bytes of the checkpoint of `step` on disk."""
+        return sum(path.stat().st_size for path in self.folder.glob(f"{PREFIX}-{step}.*"))
+
     def restore_latest(self) -> int:
         """Restore the newest checkpoint that reads back whole; returns its step, or 0 when there is none."""
         for path in reversed(self.manager.checkpoints):
