@@ -72,6 +72,10 @@ class Checkpoints:
             for path in self.folder.glob(f"{PREFIX}-{step}.*"):
                 path.unlink(missing_ok=True)
 
+    def size(self, step: int) -> int:
+        """Bytes of the checkpoint of `step` on disk."""
+        return sum(path.stat().st_size for path in self.folder.glob(f"{PREFIX}-{step}.*"))
+
     def restore_latest(self) -> int:
         """Restore the newest checkpoint that reads back whole; returns its step, or 0 when there is none.
         CheckpointsUnreadable when there are checkpoints and none reads back: they are all left as they are."""

@@ -51,6 +51,8 @@ def _config_option(name: str, declared: Option):
         return _option(flag, type=click.Choice(declared.choices), **kwargs)
     if kind is int:
         return _option(flag, type=click.IntRange(declared.min, declared.max), **kwargs)
+    if kind is float:
+        return _option(flag, type=click.FloatRange(declared.min, declared.max), **kwargs)
     return _option(flag, type=click.Path(file_okay=not declared.folder, path_type=Path), **kwargs)
 
 

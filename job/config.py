@@ -43,8 +43,8 @@ class Option:
     the run (a resume with another value would mix two runs)."""
 
     help: str
-    min: int | None = None
-    max: int | None = None
+    min: float | None = None
+    max: float | None = None
     choices: tuple[str, ...] = ()
     resumable: bool = False
     default_text: str | None = None  # what --help shows as the default, where the value itself would mislead
@@ -75,7 +75,22 @@ class TrainConfig:
         32, min=1, help="Images per step: half real and half generated for the discriminator, all for the generator."
     )
     latent_dim: int = option(100, min=1, help="Size of the generator's input.")
-    checkpoint_every: int = option(500, min=1, help="Steps between checkpoints and sample grids.", resumable=True)
+    checkpoint_minutes: float = option(
+        5.0,
+        min=0,
+        help="Wall time between checkpoints (one is always written after the last step and on SIGTERM); 0: none "
+        "by time.",
+        resumable=True,
+    )
+    checkpoint_every: int = option(
+        0, min=0, help="Steps between checkpoints, besides those by time; 0: none.", resumable=True
+    )
+    sample_every: int = option(
+        5000,
+        min=1,
+        help="Steps between sample grids and quality measurements (and after the last step).",
+        resumable=True,
+    )
     log_every: int = option(100, min=1, help="Steps between metrics lines.", resumable=True)
     keep_checkpoints: int = option(3, min=1, help="How many checkpoints to keep.", resumable=True)
     seed: int = option(
@@ -160,7 +175,7 @@ def options() -> dict[str, Option]:
 
 
 def option_type(name: str) -> type:
-    """The type a field holds, `X | None` read as X: int, str, bool or Path."""
+    """The type a field holds, `X | None` read as X: int, float, str, bool or Path."""
     hint = typing.get_type_hints(TrainConfig)[name]
     return next((arg for arg in typing.get_args(hint) if arg is not type(None)), hint)
 

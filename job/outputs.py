@@ -43,8 +43,20 @@ def save_keras_atomically(model: keras.Model, path: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def append_record(path: Path, record: dict) -> None:
+    """One line of metrics.jsonl, on disk before this returns (a kill right after loses nothing)."""
+    with open(path, "a", encoding="utf-8") as file:
+        file.write(json.dumps(record) + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+
+
 class MetricsLog:
-    """metrics.jsonl (one JSON object per log interval) and the same scalars in TensorBoard."""
+    """metrics.jsonl (one JSON object per log interval) and the same scalars in TensorBoard.
+
+    Every line has a `step`; a start that trains to the end adds one more, {"step": ..., "timings": {...}}, with
+    no training metrics: readers of progress lines skip lines that have a `timings` key.
+    """
 
     def __init__(self, run: RunDir, resume_step: int) -> None:
         self.path = run.metrics
@@ -63,10 +75,7 @@ class MetricsLog:
         atomic_write_text(self.path, "".join(kept))
 
     def write(self, record: dict) -> None:
-        with open(self.path, "a", encoding="utf-8") as file:
-            file.write(json.dumps(record) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
+        append_record(self.path, record)
         with self.writer.as_default(step=record["step"]):
             for name, value in record.items():
                 if isinstance(value, list):  # class_shares: one curve per digit

@@ -20,10 +20,11 @@ from job.data import Mnist, reference_images, training_set
 from job.errors import Interrupted, TrainingDiverged
 from job.export import export_onnx, metadata
 from job.gan import Gan, TrainStep, build_gan, sample_images
-from job.outputs import MetricsLog, save_grid, save_keras_atomically, write_model_summaries
+from job.outputs import MetricsLog, append_record, save_grid, save_keras_atomically, write_model_summaries
 from job.quality import GanQualityMeter, load_or_train_classifier
 from job.report import kept_current
 from job.rundir import RunDir, claimed, config_json
+from job.timings import Timings
 from serving.files import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,8 @@ def train(
     """Train the run in `config.out` to `config.steps`, resuming from its newest checkpoint; returns the state.
 
     On SIGTERM or SIGINT (job/signals.py) training ends after the compiled call under way, writes a checkpoint and
-    raises Interrupted. A new run that fails before its first checkpoint leaves no folder behind.
+    raises Interrupted. A new run that fails before its first checkpoint leaves no folder behind. A start that
+    trains to the end logs where its time went and adds a `timings` record to metrics.jsonl.
     """
     with claimed(config, force) as (run, mnist):
         return train_claimed(config, run, mnist, force, on_progress)
@@ -70,13 +72,15 @@ def train_claimed(
     on_progress: Callable[[Progress], None] | None = None,
 ) -> Gan:
     """`train` in a run folder already claimed (job/rundir.py), with its data loaded."""
+    timings = Timings()
     on_progress = on_progress or _log_progress
     log.info("configuration: %s", json.dumps(config.to_dict(), sort_keys=True))
     tf.config.experimental.enable_op_determinism()  # a resumed run ends bit for bit where an uninterrupted one does
     images, labels = training_set(mnist, config.digit)
     device = _device()
     log.info("training on %d images (%s) on %s", len(images), _digits(config), device)
-    meter = _quality_meter(config, mnist)  # the classifier's one-time training, before the run folder is touched
+    with timings.part("quality_classifier"):
+        meter = _quality_meter(config, mnist)  # the classifier's one-time training, before the run folder is touched
     gan = build_gan(config)
     checkpoints = Checkpoints(run.checkpoints, gan.checkpoint(), keep=config.keep_checkpoints)
     if force and run.config.exists():
@@ -93,13 +97,18 @@ def train_claimed(
     with kept_current(run.root, device, interrupted=Interrupted) as update_report:  # report.html
         if start < config.steps:
             train_step = TrainStep(gan, images, config.batch, labels)
-            loop = TrainingLoop(config, run, gan, checkpoints, train_step, meter, on_progress, update_report)
+            loop = TrainingLoop(config, run, gan, checkpoints, train_step, meter, on_progress, update_report, timings)
+            timings.start_up_ends()
             with signals.deferred() as stop:
                 loop.train_from(start, stop)
         elif run.generator.exists() and run.onnx.exists():
             log.info("run in %s already finished at step %d: nothing to do", run.root, start)
             return gan
-        save_final_models(gan, config, run)
+        with timings.part("export"):
+            save_final_models(gan, config, run)
+        if start < config.steps:
+            log.info("timings: %s", timings.summary())
+            append_record(run.metrics, {"step": int(gan.step.numpy()), "timings": timings.record()})
     return gan
 
 
@@ -122,20 +131,24 @@ class TrainingLoop:
     train_step: TrainStep
     meter: GanQualityMeter | None  # None: quality is not measured
     on_progress: Callable[[Progress], None]
-    on_checkpoint: Callable[[], None]  # after each checkpoint and sample grid: rewrites report.html
+    on_sample: Callable[[], None]  # after each sample grid: rewrites report.html
+    timings: Timings
+    last_checkpoint: float = dataclasses.field(default=0.0, init=False)  # time.monotonic() of the newest
 
     def train_from(self, start: int, stop: threading.Event) -> None:
-        """Train from step `start` to the configured steps; when `stop` is set (SIGTERM, SIGINT), checkpoint the
-        step reached and raise Interrupted."""
-        config, gan = self.config, self.gan
+        """Train from step `start` to the configured steps: one compiled call per log interval, sample grid or
+        checkpoint by step; checkpoints by wall time fall between calls. When `stop` is set (SIGTERM, SIGINT),
+        checkpoint the step reached and raise Interrupted."""
+        config, gan, timings = self.config, self.gan, self.timings
         train_steps = self.train_step.compiled()
         metrics = MetricsLog(self.run, resume_step=start)
         step = start
+        self.last_checkpoint = time.monotonic()
         try:
             while step < config.steps:
                 if stop.is_set():
                     if step not in self.checkpoints.steps():
-                        self._checkpoint(step, metrics)
+                        self._checkpoint(step)
                     raise Interrupted(
                         f"interrupted: checkpoint written at step {step}; run the same command again to resume"
                     )
@@ -143,6 +156,7 @@ class TrainingLoop:
                 began = time.perf_counter()
                 means = {name: float(value) for name, value in train_steps(tf.constant(n)).items()}
                 seconds = time.perf_counter() - began
+                timings.seconds["training"] += seconds
                 gan.train_seconds.assign_add(seconds)
                 step = int(gan.step.numpy())
                 if not all(math.isfinite(value) for value in means.values()):
@@ -150,34 +164,51 @@ class TrainingLoop:
                         f"a loss became NaN or infinite between steps {step - n} and {step} ({means}); "
                         f"the last good checkpoint is kept in {self.run.checkpoints}"
                     )
-                checkpoint_now = step % config.checkpoint_every == 0 or step == config.steps
-                if step % config.log_every == 0 or checkpoint_now:
+                sample_now = step % config.sample_every == 0 or step == config.steps
+                if step % config.log_every == 0 or sample_now:
                     progress = Progress(
                         step, config.steps, steps_per_s=n / seconds, elapsed_s=float(gan.train_seconds.numpy()), **means
                     )
-                    quality = self.meter.measure_gan(gan) if self.meter is not None and checkpoint_now else None
+                    quality = None
+                    if self.meter is not None and sample_now:
+                        with timings.part("quality"):
+                            quality = self.meter.measure_gan(gan)
                     metrics.write(progress.record() | (quality.record() if quality else {}))
                     self.on_progress(progress)
                     if quality:
                         _log_quality(step, quality)
-                if checkpoint_now:
-                    self._checkpoint(step, metrics)
+                if self._checkpoint_due(step):
+                    self._checkpoint(step)
+                if sample_now:
+                    with timings.part("sample_grids"):
+                        metrics.image(step, save_grid(sample_images(gan), self.run.sample(step)))
+                        self.on_sample()
         finally:
             metrics.close()
 
-    def _checkpoint(self, step: int, metrics: MetricsLog) -> None:
-        self.checkpoints.save(step)
-        metrics.image(step, save_grid(sample_images(self.gan), self.run.sample(step)))
-        self.on_checkpoint()
+    def _checkpoint_due(self, step: int) -> bool:
+        """After the last step, every --checkpoint-every steps when set, and --checkpoint-minutes after the last."""
+        config = self.config
+        by_time = (
+            config.checkpoint_minutes and time.monotonic() - self.last_checkpoint >= 60 * config.checkpoint_minutes
+        )
+        by_step = config.checkpoint_every and step % config.checkpoint_every == 0
+        return step == config.steps or bool(by_step) or bool(by_time)
+
+    def _checkpoint(self, step: int) -> None:
+        with self.timings.part("checkpoints"):
+            self.checkpoints.save(step)
+        self.timings.checkpoint_bytes += self.checkpoints.size(step)
+        self.last_checkpoint = time.monotonic()
 
 
 def _steps_to_next_event(step: int, config: TrainConfig) -> int:
-    """Steps until the next log line, checkpoint or the end: one compiled call runs all of them."""
-    return min(
-        config.log_every - step % config.log_every,
-        config.checkpoint_every - step % config.checkpoint_every,
-        config.steps - step,
-    )
+    """Steps until the next log line, sample grid, checkpoint by step or the end: one compiled call runs them all.
+
+    Checkpoints by wall time need no boundary of their own: they fall between calls, at most a log interval late.
+    """
+    intervals = [config.log_every, config.sample_every] + ([config.checkpoint_every] if config.checkpoint_every else [])
+    return min([interval - step % interval for interval in intervals] + [config.steps - step])
 
 
 def _log_progress(progress: Progress) -> None:

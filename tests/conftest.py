@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,7 +24,14 @@ def short_run_config(out: Path, data: Path = SMALL_MNIST, **overrides):
     """A real training run small enough for a test: 300 steps on 1,000 images."""
     from job.config import TrainConfig
 
-    options = {"steps": 300, "checkpoint_every": 100, "log_every": 50, "seed": 7} | overrides
+    options = {
+        "steps": 300,
+        "checkpoint_every": 100,
+        "checkpoint_minutes": 0,  # checkpoints by step only, so that a test knows where they fall
+        "sample_every": 100,
+        "log_every": 50,
+        "seed": 7,
+    } | overrides
     return TrainConfig(out=out, data=data, **options)
 
 
@@ -34,6 +42,12 @@ def trained_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("run")
     return out, train(short_run_config(out))
+
+
+def progress_records(run: Path) -> list[dict]:
+    """metrics.jsonl's progress lines: every line but the `timings` record a start that finishes adds."""
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [record for record in map(json.loads, lines) if "timings" not in record]
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

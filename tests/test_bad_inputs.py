@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import shutil
 import signal
 import subprocess
@@ -26,7 +25,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from job.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
-from tests.conftest import SMALL_MNIST, run_cli
+from tests.conftest import SMALL_MNIST, progress_records, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -225,8 +224,7 @@ def test_metrics_lines_without_a_usable_step_are_dropped_on_resume(trained_run, 
     longer = [*RUN_OPTIONS[:1], "350", *RUN_OPTIONS[2:]]
     result = run_cli("train", "--data", str(SMALL_MNIST), "--out", str(run), *longer)
     assert result.returncode == 0, result.stderr
-    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [50, 100, 150, 200, 250, 300, 350]
+    assert [record["step"] for record in progress_records(run)] == [50, 100, 150, 200, 250, 300, 350]
 
 
 # ---- one writer per run folder ----------------------------------------------------------------------------------

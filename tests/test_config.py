@@ -20,7 +20,9 @@ README = Path(__file__).parents[1] / "README.md"
         ({"batch": -2}, "--batch must be positive"),
         ({"batch": 31}, "--batch must be even"),
         ({"latent_dim": 0}, "--latent-dim must be positive"),
-        ({"checkpoint_every": 0}, "--checkpoint-every must be positive"),
+        ({"checkpoint_every": -1}, "--checkpoint-every must be at least 0"),
+        ({"checkpoint_minutes": -0.5}, "--checkpoint-minutes must be at least 0"),
+        ({"sample_every": 0}, "--sample-every must be positive"),
         ({"preset": "fancy"}, "--preset must be one of"),
     ],
 )

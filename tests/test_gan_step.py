@@ -7,7 +7,7 @@ import pytest
 
 from job.config import TrainConfig
 from job.data import load_mnist, training_images, training_set
-from job.gan import TrainStep, build_gan
+from job.gan import EMA_EVERY, TrainStep, build_gan
 
 
 def snapshot(model) -> list[np.ndarray]:
@@ -94,3 +94,17 @@ def test_seed_preset_is_the_tutorial_without_ema():
     assert gan.ema_generator is None and gan.sampler is gan.generator
     assert TrainConfig(out=Path("unused"), preset="seed", ema=True).ema_decay == 0.999
     assert TrainConfig(out=Path("unused"), ema=False).ema_decay == 0.0
+
+
+def test_the_moving_average_moves_every_ema_every_steps_by_the_decay_of_all_of_them(small_mnist):
+    config = TrainConfig(out=Path("unused"), seed=1)
+    gan = build_gan(config)
+    train_steps = TrainStep(gan, training_images(load_mnist(small_mnist), -1), config.batch).compiled()
+    start = snapshot(gan.ema_generator)
+    train_steps(np.int32(EMA_EVERY - 1))
+    assert same(snapshot(gan.ema_generator), start)  # not yet
+    train_steps(np.int32(1))
+    # The warm-up's decays of steps 1..EMA_EVERY, multiplied: the average is now almost the weights themselves.
+    decay = np.prod([min(config.ema_decay, (1 + s) / (10 + s)) for s in range(1, EMA_EVERY + 1)])
+    for average, weight, initial in zip(snapshot(gan.ema_generator), snapshot(gan.generator), start, strict=True):
+        np.testing.assert_allclose(average, weight + decay * (initial - weight), rtol=1e-5, atol=1e-6)

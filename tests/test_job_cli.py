@@ -22,6 +22,8 @@ def test_every_option_can_come_from_a_gan_environment_variable(tmp_path, small_m
         "GAN_BATCH": "16",
         "GAN_LATENT_DIM": "64",
         "GAN_KEEP_CHECKPOINTS": "1",
+        "GAN_CHECKPOINT_MINUTES": "0.5",
+        "GAN_SAMPLE_EVERY": "20",
     }
     result = run_cli("train", env=env)
     assert result.returncode == 0, result.stderr
@@ -35,7 +37,13 @@ def test_every_option_can_come_from_a_gan_environment_variable(tmp_path, small_m
         "latent_dim": 64,
         "keep_checkpoints": 1,
     }
+    assert (saved["checkpoint_minutes"], saved["sample_every"]) == (0.5, 20)
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.index")) == ["ckpt-40.index"]
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == [
+        "reals.png",
+        "step_000020.png",
+        "step_000040.png",
+    ]
     # Not a terminal: plain progress lines, one per log interval, for container logs.
     assert "step 20/40" in result.stderr and "step 40/40" in result.stderr
     assert "on CPU" in result.stderr or "on GPU" in result.stderr

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from job.report import FINISHED, INTERRUPTED, RUNNING, read_run, write_comparison, write_run_report
+from tests.conftest import progress_records
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +36,7 @@ def markup(page: str) -> str:
 
 
 def metrics_lines(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return progress_records(run)
 
 
 def copy_run(source: Path, target: Path) -> Path:

@@ -14,7 +14,7 @@ import yaml
 from job.cli import train as train_command
 from job.report import Run, ranked
 from job.sweep import TRAIN, SweepError, finish_sweep, load_sweep
-from tests.conftest import run_cli
+from tests.conftest import progress_records, run_cli
 
 
 def sweep_file(folder: Path, text: str) -> Path:
@@ -113,10 +113,7 @@ def test_a_sweep_trains_every_run_compares_them_and_keeps_the_best(tmp_path, sma
     for name in ("seed-1", "seed-2"):
         assert (out / name / "generator.onnx").is_file() and (out / name / "report.html").is_file()
         assert json.loads((out / name / "config.json").read_text())["steps"] == 150  # the command line's --steps
-    finals = {
-        name: [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()][-1]
-        for name in ("seed-1", "seed-2")
-    }
+    finals = {name: progress_records(out / name)[-1] for name in ("seed-1", "seed-2")}
     best = min(finals, key=lambda name: finals[name]["frechet_distance"])
     assert (out / "best" / "generator.onnx").read_bytes() == (out / best / "generator.onnx").read_bytes()
     assert (out / "best" / "run.txt").read_text().startswith(best + "\n")

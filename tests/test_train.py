@@ -8,7 +8,7 @@ from PIL import Image
 
 from job.config import ConfigError
 from job.train import train
-from tests.conftest import short_run_config
+from tests.conftest import progress_records, short_run_config
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def test_checkpoints_follow_the_interval_counting_steps_from_one(trained_run):
 
 def test_metrics_have_one_line_per_log_interval(trained_run):
     out, _ = trained_run
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    records = progress_records(out)
     assert [r["step"] for r in records] == [50, 100, 150, 200, 250, 300]
     assert set(records[0]) == {"step", "d_loss", "g_loss", "d_accuracy", "steps_per_s", "elapsed_s"}
     assert all(np.isfinite(r["d_loss"]) and np.isfinite(r["g_loss"]) for r in records)
@@ -69,8 +69,7 @@ def test_a_resumed_run_ends_with_the_same_weights_bit_for_bit(trained_run, tmp_p
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     for a, b in zip(uninterrupted.discriminator.weights, resumed.discriminator.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [50, 100, 150, 200, 250, 300]
+    assert [record["step"] for record in progress_records(tmp_path)] == [50, 100, 150, 200, 250, 300]
 
 
 def test_an_out_folder_with_another_run_is_refused(trained_run, small_mnist):
@@ -81,7 +80,7 @@ def test_an_out_folder_with_another_run_is_refused(trained_run, small_mnist):
 
 def test_quality_is_measured_at_every_checkpoint(trained_run):
     out, _ = trained_run
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    records = progress_records(out)
     measured = [r for r in records if "frechet_distance" in r]
     assert [r["step"] for r in measured] == [100, 200, 300]
     for record in measured:
@@ -91,6 +90,40 @@ def test_quality_is_measured_at_every_checkpoint(trained_run):
 
 def test_a_conditional_run_measures_how_often_it_draws_the_digit_asked_for(conditional_run):
     out, gan = conditional_run
-    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    last = progress_records(out)[-1]
     assert 0 <= last["label_accuracy"] <= 1
     assert gan.conditional and gan.ema_generator is not None
+
+
+def test_a_finished_start_says_where_its_time_went(trained_run):
+    out, _ = trained_run
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 300
+    timings = last["timings"]
+    parts = ("training", "quality", "checkpoints", "sample_grids", "export", "start_up", "other")
+    assert all(timings[f"{part}_s"] >= 0 for part in parts) and timings["training_s"] > 0
+    assert sum(timings[f"{part}_s"] for part in parts) + timings["quality_classifier_s"] == pytest.approx(
+        timings["total_s"], abs=0.05
+    )
+    assert timings["overhead_ratio"] > 1
+    kept = sum(p.stat().st_size for p in (out / "checkpoints").glob("ckpt-*"))
+    assert timings["checkpoint_bytes"] == kept  # three checkpoints written, three kept
+
+
+def test_checkpoints_by_wall_time_fall_anywhere_and_a_resume_from_one_is_bit_for_bit(trained_run, tmp_path):
+    _, uninterrupted = trained_run
+    # A checkpoint after every compiled call (each takes longer than a millisecond), the last at step 175: off the
+    # step intervals and between two updates of the moving average.
+    by_time = {
+        "checkpoint_every": 0,
+        "checkpoint_minutes": 1e-5,
+        "log_every": 35,
+        "sample_every": 175,
+        "keep_checkpoints": 10,
+    }
+    train(short_run_config(tmp_path, steps=175, **by_time))
+    assert sorted(int(p.name[5:-6]) for p in (tmp_path / "checkpoints").glob("*.index")) == [35, 70, 105, 140, 175]
+    resumed = train(short_run_config(tmp_path, steps=300))
+    for model in ("generator", "discriminator", "ema_generator"):
+        for a, b in zip(getattr(uninterrupted, model).weights, getattr(resumed, model).weights, strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=model)
