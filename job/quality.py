@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,6 @@ import numpy as np
 from keras import layers
 
 from job.data import Mnist, to_unit_range
-from job.outputs import save_keras_atomically
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,9 @@ def fingerprint(mnist: Mnist) -> str:
 
 def load_or_train_classifier(mnist: Mnist, cache: Path, epochs: int = 2, seed: int = 0) -> keras.Model:
     path = Path(cache) / f"classifier-{fingerprint(mnist)}.keras"
-    if path.exists():
-        log.info("quality: using the cached classifier %s", path)
-        return keras.models.load_model(path)
+    cached = _load_cached(path)
+    if cached is not None:
+        return cached
     log.info("quality: training the MNIST classifier on %d images (once per data set)", len(mnist.x_train))
     keras.utils.set_random_seed(seed)
     classifier = build_classifier()
@@ -61,8 +62,33 @@ def load_or_train_classifier(mnist: Mnist, cache: Path, epochs: int = 2, seed: i
     if mnist.x_test is not None:
         _, accuracy = classifier.evaluate(to_unit_range(mnist.x_test), mnist.y_test, batch_size=512, verbose=0)
         log.info("quality: classifier test accuracy %.4f", accuracy)
-    save_keras_atomically(classifier, path)
+    _save_to_cache(classifier, path)
     return classifier
+
+
+def _load_cached(path: Path) -> keras.Model | None:
+    """The cached classifier, or None when there is none or it cannot be read (it is then trained and replaced)."""
+    if not path.exists():
+        return None
+    try:
+        classifier = keras.models.load_model(path)
+    except Exception as error:  # Keras raises many types for a truncated or foreign file
+        log.warning("quality: the cached classifier %s is unreadable (%s); training it again", path, error)
+        return None
+    log.info("quality: using the cached classifier %s", path)
+    return classifier
+
+
+def _save_to_cache(classifier: keras.Model, path: Path) -> None:
+    # Runs that share a volume may train the classifier at the same time (the per-digit Job's pods): each writes
+    # under a name of its own and renames it over the cached one, so a reader only ever sees a complete file.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex}.tmp.keras")
+    try:
+        classifier.save(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

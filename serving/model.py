@@ -37,6 +37,9 @@ class Generator:
     def __init__(self, path: Path) -> None:
         import onnxruntime
 
+        # A CLI has no business reporting usage; and on a read-only root filesystem onnxruntime cannot even keep
+        # the id it would report under, which it warns about.
+        onnxruntime.disable_telemetry_events()
         self.path = Path(path)
         try:
             self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
