@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The container stage of CI (.ci/run calls it after the test suite): builds both images from docker/ and runs them for
 # real with a Docker engine (tests/containers/), then prints each image's size, its Python packages as a CycloneDX
-# SBOM summary and the audit of the locks.
+# SBOM summary (the SBOMs go to GAN_CI_REPORTS, default /tmp/gan-ci-reports) and the audit of the locks.
 #
 #   bash docker/ci-stage.sh        # as root, after README's test command made .venv
 #
@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 BASE_IMAGE=python:3.11.11-slim-bookworm
 DATA_ROOT=${GAN_DOCKER_ROOT:-/var/lib/docker}
 VENV_BIN=$PWD/.venv/bin
+REPORTS=${GAN_CI_REPORTS:-/tmp/gan-ci-reports} # the SBOMs
 export DOCKER_BUILDKIT=0 # Debian's docker.io has no buildx plugin; the classic builder does all these files need
 started=$(date +%s)
 
@@ -55,6 +56,14 @@ start_dockerd() {
     return 1
 }
 
+# Debian's engine and debootstrap (for the stand-in base), where they are missing and this user may install them.
+if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        say "installing Debian's docker.io and debootstrap"
+        { apt-get update -qq && apt-get install -y -qq --no-install-recommends docker.io debootstrap; } >/dev/null 2>&1 \
+            || say "could not install docker.io and debootstrap"
+    fi
+fi
 if ! command -v docker >/dev/null; then skip_or_fail "no docker client (apt-get install docker.io)"; fi
 if ! engine_answers; then
     if [ "$(id -u)" != 0 ] || ! command -v dockerd >/dev/null; then skip_or_fail "no Docker engine answers, and this user cannot start dockerd"; fi
@@ -77,7 +86,8 @@ GAN_CONTAINER_STAGE=1 "$VENV_BIN/python" -m pytest -p no:cacheprovider tests/con
 
 say "image sizes"
 docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E "^(mnist-gan|python:3.11)"
-"$VENV_BIN/python" docker/report.py sbom mnist-gan-serve:latest docker/locks/serve.txt
-"$VENV_BIN/python" docker/report.py sbom mnist-gan-train:latest docker/locks/train-cpu.txt
+mkdir -p "$REPORTS"
+"$VENV_BIN/python" docker/report.py sbom mnist-gan-serve:latest "$REPORTS/mnist-gan-serve.cdx.json"
+"$VENV_BIN/python" docker/report.py sbom mnist-gan-train:latest "$REPORTS/mnist-gan-train-cpu.cdx.json"
 "$VENV_BIN/python" docker/report.py audit docker/locks/*.txt
 say "done in $(($(date +%s) - started)) s"

@@ -170,14 +170,14 @@ def onnx_weights(path: Path) -> dict:
 def test_compose_stop_checkpoints_and_exits_75_and_up_again_resumes_to_the_uninterrupted_result(tmp_path):
     runs, _ = mnist_volume(tmp_path, HOST_USER)
     env = {"HOST_UID": str(HOST_USER[0]), "HOST_GID": str(HOST_USER[1]), "GAN_DATA": "/data/mnist.npz"}
-    stack = Compose(tmp_path, env | {"GAN_STEPS": "3000", "GAN_CHECKPOINT_EVERY": "1000", "RUN": "stopped"})
+    stack = Compose(tmp_path, env | {"GAN_STEPS": "1500", "GAN_CHECKPOINT_EVERY": "500", "RUN": "stopped"})
     try:
         assert stack("up", "-d", "train").returncode == 0
-        stack.wait_for_log("train", r"step \d+/3000")  # training is under way
+        stack.wait_for_log("train", r"step \d+/1500")  # training is under way
         stack("stop", "train")
         assert stack.exit_code("train") == EXIT_INTERRUPTED  # not 137: it finished inside the grace period
         step = int(re.search(r"checkpoint written at step (\d+)", stack.logs("train"))[1])
-        assert step < 3000 and (runs / "stopped" / "checkpoints" / f"ckpt-{step}.index").is_file()
+        assert step < 1500 and (runs / "stopped" / "checkpoints" / f"ckpt-{step}.index").is_file()
 
         again = stack("up")
         assert stack.exit_code("train") == 0 and stack.exit_code("generate") == 0, again.stdout + again.stderr
@@ -354,3 +354,19 @@ def test_a_corrupt_model_through_the_serve_image_is_exit_2_and_one_line(tmp_path
     )
     assert result.returncode == EXIT_BAD_INPUT
     assert len(lines(result.stdout + result.stderr)) == 1, result.stdout + result.stderr
+
+
+# ---- what the images hold ------------------------------------------------------------------------------------------
+
+INSTALLED = "import importlib.metadata as m, json; print(json.dumps({d.name: d.version for d in m.distributions()}))"
+
+
+@pytest.mark.parametrize(("image", "lock"), [(SERVE_IMAGE, "serve.txt"), (TRAIN_IMAGE, "train-cpu.txt")])
+def test_each_image_holds_exactly_the_versions_of_its_lock_and_the_package(image, lock):
+    from tests.test_locks import PYPROJECT, canonical, read_lock
+
+    result = docker("run", "--rm", "--entrypoint", "python", image, "-c", INSTALLED)
+    assert result.returncode == 0, result.stderr
+    installed = {canonical(name): version for name, version in json.loads(result.stdout).items()}
+    locked = {name: version for name, (version, _, _) in read_lock(REPO / "docker/locks" / lock).items()}
+    assert installed == locked | {"mnist-gan": PYPROJECT["version"]}
