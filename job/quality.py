@@ -44,9 +44,9 @@ def build_classifier() -> keras.Model:
 
 def load_or_train_classifier(mnist: Mnist, cache: Path, epochs: int = 2, seed: int = 0) -> keras.Model:
     path = Path(cache) / f"classifier-{mnist.fingerprint()}.keras"
-    if path.exists():
-        log.info("quality: using the cached classifier %s", path)
-        return keras.models.load_model(path)
+    cached = _load_cached(path)
+    if cached is not None:
+        return cached
     log.info("quality: training the MNIST classifier on %d images (once per data set)", len(mnist.x_train))
     keras.utils.set_random_seed(seed)
     classifier = build_classifier()
@@ -55,7 +55,22 @@ def load_or_train_classifier(mnist: Mnist, cache: Path, epochs: int = 2, seed: i
     if mnist.x_test is not None:
         _, accuracy = classifier.evaluate(to_unit_range(mnist.x_test), mnist.y_test, batch_size=512, verbose=0)
         log.info("quality: classifier test accuracy %.4f", accuracy)
+    # Runs sharing a volume may train it at the same time (the per-digit pods): each saves under a name of its own
+    # and renames it over the cached one, so a reader only ever sees a complete file.
     save_keras_atomically(classifier, path)
+    return classifier
+
+
+def _load_cached(path: Path) -> keras.Model | None:
+    """The cached classifier, or None when there is none or it cannot be read (it is then trained and replaced)."""
+    if not path.exists():
+        return None
+    try:
+        classifier = keras.models.load_model(path)
+    except Exception as error:  # Keras raises many types for a truncated or foreign file
+        log.warning("quality: the cached classifier %s is unreadable (%s); training it again", path, error)
+        return None
+    log.info("quality: using the cached classifier %s", path)
     return classifier
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +37,13 @@ class Generator:
     """A generator ONNX model: latents (and, for a conditional model, digit labels) in, uint8-ready images out."""
 
     def __init__(self, path: Path) -> None:
+        # Telemetry off: a CLI has no business reporting usage, and on a read-only root filesystem onnxruntime warns
+        # that it cannot keep the id it would report under. The variable must be set before the import, which
+        # already starts it; disable_telemetry_events() covers an onnxruntime imported earlier.
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
         import onnxruntime
 
+        onnxruntime.disable_telemetry_events()
         self.path = Path(path)
         try:
             options = onnxruntime.SessionOptions()

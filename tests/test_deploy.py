@@ -46,19 +46,28 @@ def dockerfile_exec(path: Path, instruction: str) -> list[str]:
 
 
 def dockerfile_env(path: Path) -> dict[str, str]:
+    """The final stage's ENV, less PATH (the image's own folders, which mean nothing on this machine)."""
     env = {}
     for name, args in dockerfile_instructions(path):
         if name == "ENV":
             env.update(dict(pair.split("=", 1) for pair in args.split()))
+    env.pop("PATH", None)
     return env
 
 
 def compose_config(*files: Path, env: dict | None = None) -> dict:
-    """`docker-compose config` (Compose v2) of these files, as JSON, with the given shell environment."""
+    """`docker-compose config` (Compose v2) of these files, as JSON, with the given shell environment (GAN_* only
+    from `env`, never from the shell that runs the tests)."""
     args = [str(BIN / "docker-compose")] + [a for f in files for a in ("-f", str(f))] + ["config", "--format", "json"]
-    result = subprocess.run(args, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=60)
+    shell = {k: v for k, v in os.environ.items() if not k.startswith("GAN_")} | (env or {})
+    result = subprocess.run(args, capture_output=True, text=True, env=shell, timeout=60)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def compose_environment(service: dict) -> dict[str, str]:
+    """The variables a service's container gets: a variable without a value passes from the shell only when set."""
+    return {name: value for name, value in service.get("environment", {}).items() if value is not None}
 
 
 def k8s_documents() -> dict[str, dict]:
@@ -75,8 +84,12 @@ def containers(job: dict) -> list[dict]:
 
 
 def train_envvars() -> set[str]:
-    train = gan_job.commands["train"]
-    return {param.envvar for param in train.params if param.envvar}
+    return set(train_defaults())
+
+
+def train_defaults() -> dict[str, object]:
+    """Each GAN_* variable of `gan-job train` and its default (None: the option has none)."""
+    return {param.envvar: param.default for param in gan_job.commands["train"].params if param.envvar}
 
 
 # ---- static validation ------------------------------------------------------------------------------------------
@@ -159,6 +172,47 @@ def test_every_gan_variable_set_anywhere_is_an_option_of_gan_job_train():
     for where, names in set_in.items():
         gan = {n for n in names if n.startswith("GAN_")}
         assert gan <= accepted, f"{where} sets {gan - accepted}, which gan-job train does not read"
+
+
+# Values the manifests set that differ from the job's defaults on purpose; every other value must equal the default.
+DIFFERS_ON_PURPOSE = {
+    "GAN_OUT": "each Job's folder on the volume",
+    ("mnist-gan-train-per-digit", "GAN_STEPS"): "a one-digit model needs fewer steps",
+}
+
+
+def test_compose_sets_only_the_output_folder_and_passes_the_other_variables_from_the_shell():
+    environment = compose_config(COMPOSE)["services"]["train"]["environment"]
+    assert {name for name, value in environment.items() if value is not None} == {"GAN_OUT"}
+    shell = compose_config(COMPOSE, env={"GAN_STEPS": "123"})["services"]["train"]["environment"]
+    assert shell["GAN_STEPS"] == "123"
+
+
+def test_every_value_the_manifests_set_equals_the_jobs_default_unless_it_differs_on_purpose():
+    defaults = train_defaults()
+    for job in k8s_jobs():
+        name = job["metadata"]["name"]
+        for container in containers(job):
+            for var in container.get("env", []):
+                if var["name"] not in defaults or "value" not in var:
+                    continue  # not an option of gan-job train, or the completion index (the downward API)
+                if var["name"] in DIFFERS_ON_PURPOSE or (name, var["name"]) in DIFFERS_ON_PURPOSE:
+                    assert var["value"] != str(defaults[var["name"]]), f"{name}: {var['name']} now repeats the default"
+                else:
+                    assert var["value"] == str(defaults[var["name"]]), f"{name} sets {var['name']}={var['value']}"
+
+
+def test_nothing_that_shares_the_volume_starts_beside_training():
+    # On ReadWriteOnce storage a pod that holds the volume on another node would keep training from mounting it.
+    started = [job["metadata"]["name"] for job in k8s_jobs() if not job["spec"].get("suspend")]
+    assert started == ["mnist-gan-train"]
+
+
+def test_per_digit_pods_are_placed_on_one_node_where_the_volume_is_attached():
+    pod = k8s_documents()["mnist-gan-train-per-digit"]["spec"]["template"]
+    (term,) = pod["spec"]["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
 
 
 def test_runs_volume_is_mounted_at_the_same_path_everywhere_and_outputs_go_there():
@@ -252,7 +306,7 @@ def test_compose_train_then_generate_run_here_as_in_the_containers(mounts):
     shell = {"GAN_STEPS": "60", "GAN_CHECKPOINT_EVERY": "30", "GAN_DATA": "/data/mnist.npz", "RUN": "smoke"}
     services = compose_config(COMPOSE, COMPOSE_CPU, env=shell)["services"]
 
-    train_env = dockerfile_env(DOCKERFILES["train"]) | services["train"]["environment"]
+    train_env = dockerfile_env(DOCKERFILES["train"]) | compose_environment(services["train"])
     trained = run_container(
         dockerfile_exec(DOCKERFILES["train"], "ENTRYPOINT"),
         services["train"].get("command") or dockerfile_exec(DOCKERFILES["train"], "CMD"),
@@ -267,7 +321,7 @@ def test_compose_train_then_generate_run_here_as_in_the_containers(mounts):
     generated = run_container(
         dockerfile_exec(DOCKERFILES["serve"], "ENTRYPOINT"),
         services["generate"]["command"],
-        services["generate"].get("environment", {}),
+        compose_environment(services["generate"]),
         mounts,
     )
     assert generated.returncode == 0, generated.stderr

@@ -1,0 +1,40 @@
+"""The quality classifier's cache is shared by every run beside it: first runs side by side must not trip over each
+other (the per-digit Job's pods start together on one volume), and a cached file that cannot be read is retrained."""
+
+import subprocess
+import sys
+
+import keras
+import pytest
+
+from job.data import load_mnist
+from job.quality import load_or_train_classifier
+from tests.conftest import SMALL_MNIST
+
+TRAIN_INTO_CACHE = (
+    "import sys; from job.data import load_mnist; from job.quality import load_or_train_classifier; "
+    "load_or_train_classifier(load_mnist(sys.argv[1]), sys.argv[2], epochs=1)"
+)
+
+
+def test_an_unreadable_cached_classifier_is_a_miss_that_is_retrained_and_replaced(tmp_path, caplog):
+    mnist = load_mnist(SMALL_MNIST)
+    cached = tmp_path / f"classifier-{mnist.fingerprint()}.keras"
+    cached.write_bytes(b"not a keras file: a truncated copy, say")
+    caplog.set_level("INFO")
+
+    load_or_train_classifier(mnist, tmp_path, epochs=1)
+
+    assert "unreadable" in caplog.text and "training the MNIST classifier" in caplog.text
+    assert keras.models.load_model(cached).name == "mnist_classifier"  # replaced by a good one
+
+
+@pytest.mark.slow
+def test_first_runs_side_by_side_both_succeed_and_leave_one_valid_classifier(tmp_path):
+    runs = [
+        subprocess.Popen([sys.executable, "-c", TRAIN_INTO_CACHE, str(SMALL_MNIST), str(tmp_path)], text=True)
+        for _ in range(2)
+    ]
+    assert [run.wait(timeout=300) for run in runs] == [0, 0]
+    assert [p.name for p in tmp_path.iterdir()] == [f"classifier-{load_mnist(SMALL_MNIST).fingerprint()}.keras"]
+    assert keras.models.load_model(next(tmp_path.iterdir())).name == "mnist_classifier"
