@@ -145,6 +145,9 @@ def _describe(error: OSError) -> str:
 
 
 def _setup_logging(verbose: bool) -> None:
+    # A SIGTERM may land while a line is being written: logging must not print that as a "Logging error" with a
+    # traceback (job/signals.py notices the swallowed signal and stops the job all the same).
+    logging.raiseExceptions = False
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
         filter_native_stderr()  # what TF_CPP_MIN_LOG_LEVEL does not silence

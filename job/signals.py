@@ -23,6 +23,7 @@ HANDLED = (signal.SIGTERM, signal.SIGINT)
 
 
 requested = threading.Event()
+_received: list[str] = []  # the names of the signals received, for the message
 _deferred = threading.Event()  # set while the training loop checks `requested` itself
 
 
@@ -30,6 +31,7 @@ _deferred = threading.Event()  # set while the training loop checks `requested` 
 def handled() -> Iterator[None]:
     """Handle SIGTERM and SIGINT within this block (the CLI's whole command), then as before."""
     requested.clear()
+    _received.clear()
     previous = {signum: signal.signal(signum, _handle) for signum in HANDLED}
     try:
         yield
@@ -38,9 +40,24 @@ def handled() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+def raise_if_requested() -> None:
+    """Honour a signal whose Interrupted some library swallowed (code that catches every exception, as parts of
+    Keras and TensorFlow do): the request stays recorded, and the job checks it between phases."""
+    if requested.is_set():
+        raise _interrupted_outside_the_steps()
+
+
+def _interrupted_outside_the_steps() -> Interrupted:
+    return Interrupted(
+        f"interrupted by {_received[-1] if _received else 'a signal'} outside the training steps: nothing "
+        "half-written is left; run the same command again to continue"
+    )
+
+
 @contextlib.contextmanager
 def deferred() -> Iterator[threading.Event]:
     """Within this block a signal only sets the returned event, for the training loop to act on."""
+    raise_if_requested()  # a signal before the loop is not a reason to write a checkpoint
     _deferred.set()
     try:
         yield requested
@@ -56,11 +73,9 @@ def _handle(signum: int, _frame) -> None:
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         return
+    _received.append(name)
     requested.set()
     if _deferred.is_set():
         log.warning("%s: stopping after the steps under way, writing a checkpoint (send it again to abort)", name)
         return
-    raise Interrupted(
-        f"interrupted by {name} outside the training steps: nothing half-written is left; run the same "
-        "command again to continue"
-    )
+    raise _interrupted_outside_the_steps()

@@ -81,6 +81,7 @@ def train_claimed(
     log.info("training on %d images (%s) on %s", len(images), _digits(config), device)
     with timings.part("quality_classifier"):
         meter = _quality_meter(config, mnist)  # the classifier's one-time training, before the run folder is touched
+    signals.raise_if_requested()
     gan = build_gan(config)
     checkpoints = Checkpoints(run.checkpoints, gan.checkpoint(), keep=config.keep_checkpoints)
     if force and run.config.exists():
