@@ -23,6 +23,7 @@ from job.errors import (
     Interrupted,
 )
 from job.native_logs import filter_native_stderr
+from serving.cli import SEED
 from serving.oneline import OneLineErrors
 
 ENV_PREFIX = "GAN_"
@@ -128,7 +129,9 @@ def _run(work) -> None:
     except OSError as error:  # an output volume that is read-only, full or gone
         _fail(_describe(error), EXIT_BAD_INPUT)
     except Interrupted as error:
-        _fail(str(error), EXIT_INTERRUPTED)
+        # Keras re-raises an exception from inside a traced call with its own story around the message
+        lines = [line.strip() for line in str(error).splitlines()]
+        _fail(next((line for line in lines if line.startswith("interrupted")), lines[0]), EXIT_INTERRUPTED)
     except ExportError as error:
         _fail(str(error), EXIT_FAILED)
 
@@ -205,7 +208,7 @@ def _export(run_path: Path, step: int | None, out: Path | None) -> None:
 )
 @data_option
 @click.option("--samples", type=click.IntRange(min=10), default=10_000, show_default=True, help="Samples to measure.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the samples' latents.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the samples' latents.")
 @_option(
     "--quality-cache",
     type=click.Path(file_okay=False, path_type=Path),

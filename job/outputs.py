@@ -69,7 +69,7 @@ class MetricsLog:
             return
         kept = []
         for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
-            with contextlib.suppress(ValueError, KeyError, TypeError):  # torn, or not a record of a step
+            with contextlib.suppress(ValueError, KeyError, TypeError, OverflowError):  # torn, or no usable step
                 if int(json.loads(line)["step"]) <= step:
                     kept.append(line + "\n")
         atomic_write_text(self.path, "".join(kept))

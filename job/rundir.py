@@ -52,6 +52,13 @@ class RunDir:
             self.root / "discriminator.png",
         ]
 
+    def has_checkpoints(self) -> bool:
+        return self.checkpoints.is_dir() and any(self.checkpoints.glob("*.index"))
+
+    def finished(self) -> bool:
+        """The run wrote its final models."""
+        return self.generator.exists() or self.onnx.exists()
+
     def sample(self, step: int) -> Path:
         return self.samples / f"step_{step:06d}.png"
 
@@ -99,7 +106,7 @@ def _removed_on_failure(run: RunDir, new_folder: bool) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        if new_folder and not any(run.checkpoints.glob("*.index")):
+        if new_folder and not run.has_checkpoints():
             shutil.rmtree(run.root, ignore_errors=True)
         raise
 
@@ -123,8 +130,21 @@ def one_writer(run: RunDir) -> Iterator[None]:
 
 
 def check_resumable(run: RunDir, config: TrainConfig) -> None:
-    """Refuse a folder that holds a run of other settings: a resume would mix two runs."""
+    """Refuse a folder that holds a run of other settings (a resume would mix two runs), or a run whose state is
+    damaged in a way a start would make worse."""
+    if run.checkpoints.exists() and not run.checkpoints.is_dir():
+        raise ConfigError(f"{run.checkpoints} is not a folder: move it away, or --force a new run there")
     saved = run.saved_config()
+    if saved is None and (run.has_checkpoints() or run.finished()):
+        raise ConfigError(
+            f"{run.root} holds a run but no config.json, so nothing says how it was trained: restore config.json, "
+            "or --force a new run there"
+        )
+    if saved is not None and run.finished() and not run.has_checkpoints():
+        raise ConfigError(
+            f"{run.root} holds a finished run whose checkpoints are gone: restore {run.checkpoints}, or --force a "
+            "new run there"
+        )
     differences = [] if saved is None else config.differences(saved)
     if differences:
         raise ConfigError(

@@ -21,6 +21,8 @@ from serving.model import IMAGE_SHAPE, NUM_CLASSES, Generator, ModelError, cycli
 from serving.oneline import OneLineErrors
 
 MAX_GRID_PIXELS = 100_000_000  # a grid is built whole in memory: 100 megapixels is 100 MB of greyscale
+MAX_FRAMES = 1000  # an interpolation is drawn whole in memory, frame by frame
+SEED = click.IntRange(min=0)  # what numpy's generators accept
 
 
 class BadInput(click.ClickException):
@@ -46,7 +48,7 @@ def main() -> None:
 @main.command()
 @model_option
 @click.option("-n", "--count", type=click.IntRange(min=1), default=16, show_default=True, help="How many digits.")
-@click.option("--seed", type=int, default=0, show_default=True, help="The same seed gives the same digits.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="The same seed gives the same digits.")
 @click.option(
     "--digit",
     type=click.IntRange(0, 9),
@@ -140,9 +142,11 @@ def info(model: Path, as_json: bool) -> None:
 
 @main.command()
 @model_option
-@click.option("--from", "from_seed", type=int, required=True, help="Seed of the first digit.")
-@click.option("--to", "to_seed", type=int, required=True, help="Seed of the last digit.")
-@click.option("--steps", type=click.IntRange(min=2), default=10, show_default=True, help="Frames, both ends included.")
+@click.option("--from", "from_seed", type=SEED, required=True, help="Seed of the first digit.")
+@click.option("--to", "to_seed", type=SEED, required=True, help="Seed of the last digit.")
+@click.option(
+    "--steps", type=click.IntRange(2, MAX_FRAMES), default=10, show_default=True, help="Frames, both ends included."
+)
 @click.option("--digit", type=click.IntRange(0, 9), default=None, help="The digit (conditional models need it).")
 @click.option("--scale", type=click.IntRange(1, 64), default=2, show_default=True, help="Pixels per model pixel.")
 @click.option("--frame-ms", type=click.IntRange(min=10), default=120, show_default=True, help="GIF frame duration.")
@@ -162,6 +166,7 @@ def interpolate(
         raise BadInput(f"{model} is a conditional model: choose the digit to walk through with --digit")
     if out.suffix.lower() not in (".png", ".gif"):
         raise BadInput(f"--out must end in .png (a strip) or .gif (an animation), got {out.name}")
+    _check_grid_size(steps, steps if out.suffix.lower() == ".png" else 1, scale)
     start, end = (next(latent_batches(seed, 1, generator.latent_dim, 1))[0] for seed in (from_seed, to_seed))
     latents = np.stack([slerp(start, end, t) for t in np.linspace(0.0, 1.0, steps)])
     with _writing(out), atomic_write(out) as file:
@@ -238,7 +243,8 @@ def _check_grid_size(count: int, columns: int | None, scale: int) -> None:
     if width * height > MAX_GRID_PIXELS:
         raise BadInput(
             f"a grid of {count} digits at --scale {scale} would be {width}x{height} pixels (more than "
-            f"{MAX_GRID_PIXELS // 1_000_000} megapixels): use --format png or npy, or fewer digits"
+            f"{MAX_GRID_PIXELS // 1_000_000} megapixels): ask for fewer or a smaller --scale (generate also has "
+            "--format png and npy, which need no grid)"
         )
 
 

@@ -111,9 +111,12 @@ class Generator:
         if self.conditional:
             feed[LABEL_INPUT] = np.asarray(labels, dtype=np.int64)
         try:
-            return self.session.run([IMAGE_OUTPUT], feed)[0]
+            (images,) = self.session.run([IMAGE_OUTPUT], feed)
         except Exception as error:  # a model that has a generator's signature but fails to compute
             raise ModelError(f"{self.path} fails inside onnxruntime: {first_line(error)}") from error
+        if not np.isfinite(images).all():
+            raise ModelError(f"{self.path} draws images that are not finite numbers (NaN or Inf): not a usable model")
+        return images
 
 
 def latent_batches(seed: int, count: int, latent_dim: int, batch_size: int) -> Iterator[np.ndarray]:

@@ -167,7 +167,26 @@ def other_data(run: Path) -> list[str]:
     return ["--data", str(npz_with(run.parent, x_train=x_train))]
 
 
+def checkpoints_a_file(run: Path) -> list[str]:
+    shutil.rmtree(run / "checkpoints")
+    (run / "checkpoints").write_text("x")
+    return []
+
+
+def config_lost(run: Path) -> list[str]:
+    (run / "config.json").unlink()
+    return ["--digit", "3", "--steps", "350"]  # another run's settings: nothing would tell
+
+
+def finished_run_without_checkpoints(run: Path) -> list[str]:
+    shutil.rmtree(run / "checkpoints")
+    return []
+
+
 DAMAGED = {
+    "checkpoints is a file": (checkpoints_a_file, "is not a folder"),
+    "config.json lost beside checkpoints": (config_lost, "no config.json"),
+    "a finished run whose checkpoints are gone": (finished_run_without_checkpoints, "checkpoints are gone"),
     "a run of another configuration": (other_configuration, "another configuration (seed: run has 7, asked for 8"),
     "config.json valid JSON but not an object": (config_not_an_object, "is not a run configuration"),
     "config.json not JSON": (config_not_json, "is unreadable"),
@@ -220,7 +239,7 @@ def test_the_same_data_at_another_path_still_resumes(trained_run, tmp_path):
 def test_metrics_lines_without_a_usable_step_are_dropped_on_resume(trained_run, tmp_path):
     run = copy_of(trained_run[0], tmp_path)
     with open(run / "metrics.jsonl", "a") as metrics:
-        metrics.write('{"d_loss": 1.0}\n{"step": "three hundred"}\n[1, 2]\n')
+        metrics.write('{"d_loss": 1.0}\n{"step": "three hundred"}\n[1, 2]\n{"step": 1e400}\n')
     longer = [*RUN_OPTIONS[:1], "350", *RUN_OPTIONS[2:]]
     result = run_cli("train", "--data", str(SMALL_MNIST), "--out", str(run), *longer)
     assert result.returncode == 0, result.stderr
@@ -310,6 +329,15 @@ def test_export_of_what_a_run_does_not_hold_is_one_line(trained_run, tmp_path, a
     assert_one_line(result.stderr, message)
 
 
+def test_an_interpolation_too_long_for_memory_is_one_line(tmp_path):
+    model = generator_lookalike(tmp_path / "m.onnx", latent_dim=784)
+    args = ["--model", str(model), "--from", "1", "--to", "2", "--out", str(tmp_path / "walk.gif")]
+    result = run_cli("gan-digits", "interpolate", *args, "--steps", "10000000")
+    assert result.returncode == EXIT_BAD_INPUT
+    assert_one_line(result.stderr, "--steps")
+    assert not (tmp_path / "walk.gif").exists()
+
+
 def test_evaluate_on_data_too_small_to_measure_is_one_line(trained_run, tmp_path):
     data = npz_with(tmp_path, x_test=arrays()["x_test"][:3], y_test=arrays()["y_test"][:3])
     model = trained_run[0] / "generator.onnx"
@@ -321,13 +349,20 @@ def test_evaluate_on_data_too_small_to_measure_is_one_line(trained_run, tmp_path
 # ---- gan-digits --------------------------------------------------------------------------------------------------
 
 
-def generator_lookalike(path: Path, metadata: dict[str, str] | None = None, latent_dim: int = 100) -> Path:
-    """An ONNX model with a generator's inputs and outputs whose graph reshapes the latents to an image: it loads,
-    and fails inside onnxruntime unless latent_dim is 784."""
+def generator_lookalike(
+    path: Path, metadata: dict[str, str] | None = None, latent_dim: int = 100, times: float = 1.0
+) -> Path:
+    """An ONNX model with a generator's inputs and outputs whose graph reshapes the latents, times `times`, to an
+    image: it loads, and fails inside onnxruntime unless latent_dim is 784."""
     z = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", latent_dim])
     image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 28, 28, 1])
     shape = helper.make_tensor("shape", TensorProto.INT64, [4], [-1, 28, 28, 1])
-    graph = helper.make_graph([helper.make_node("Reshape", ["z", "shape"], ["image"])], "g", [z], [image], [shape])
+    factor = helper.make_tensor("factor", TensorProto.FLOAT, [], [times])
+    nodes = [
+        helper.make_node("Mul", ["z", "factor"], ["scaled"]),
+        helper.make_node("Reshape", ["scaled", "shape"], ["image"]),
+    ]
+    graph = helper.make_graph(nodes, "g", [z], [image], [shape, factor])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     helper.set_model_props(model, metadata or {})
     onnx.save(model, path)
@@ -349,8 +384,10 @@ def generator_lookalike(path: Path, metadata: dict[str, str] | None = None, late
             "megapixels",
         ),
         (lambda folder: _write(folder / "m.onnx", b"\x08\x07garbage"), [], "cannot load"),
+        (lambda folder: generator_lookalike(folder / "m.onnx", latent_dim=784, times=float("nan")), [], "not finite"),
+        (lambda folder: generator_lookalike(folder / "m.onnx", latent_dim=784), ["--seed", "-1"], "--seed"),
     ],
-    ids=["fails inside onnxruntime", "foreign metadata", "grid too large for memory", "not ONNX"],
+    ids=["fails inside onnxruntime", "foreign metadata", "grid too large for memory", "not ONNX", "NaN", "seed"],
 )
 def test_gan_digits_bad_models_and_requests_are_one_line_and_write_nothing(tmp_path, model, args, message):
     path = model(tmp_path)
