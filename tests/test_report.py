@@ -174,10 +174,12 @@ def test_an_interrupted_run_says_so(tmp_path):
     from job.train import Interrupted, train
     from tests.conftest import short_run_config
 
-    signals.requested.set()  # as if SIGTERM came at once
+    def sigterm(progress) -> None:  # as if SIGTERM came during the first steps
+        signals.requested.set()
+
     try:
         with pytest.raises(Interrupted):
-            train(short_run_config(tmp_path, quality=False))
+            train(short_run_config(tmp_path, quality=False), on_progress=sigterm)
     finally:
         signals.requested.clear()
     assert status_of((tmp_path / "report.html").read_text()) == INTERRUPTED
