@@ -214,9 +214,23 @@ def memory(quantity: str) -> str:
     return quantity.replace("Gi", "g").replace("Mi", "m")
 
 
+def config_map_folders(root: Path) -> dict[str, Path]:
+    """Each ConfigMap that k8s/kustomization.yaml generates, as the folder the kubelet would mount: its files."""
+    kustomization = yaml.safe_load((REPO / "k8s/kustomization.yaml").read_text())
+    folders = {}
+    for generator in kustomization.get("configMapGenerator", []):
+        folder = root / "configmaps" / generator["name"]
+        folder.mkdir(parents=True)
+        for entry in generator["files"]:
+            key, _, source = entry.partition("=")
+            shutil.copy(REPO / "k8s" / (source or key), folder / key)
+        folders[generator["name"]] = folder
+    return folders
+
+
 def docker_run_args(job: dict, container: dict, claim: Path, index: int | None = None, patch: dict | None = None):
     """`docker run` arguments for one container of the Job's pod: what its manifest says, plus `patch` (a smaller
-    configuration and the data, as a kustomize patch would add them)."""
+    configuration and the data, as a kustomize patch would add them; `args` appended to the container's)."""
     pod = job["spec"]["template"]["spec"]
     security = pod.get("securityContext", {}) | container.get("securityContext", {})
     args = ["--user", f"{security['runAsUser']}:{security['runAsGroup']}"]
@@ -235,17 +249,23 @@ def docker_run_args(job: dict, container: dict, claim: Path, index: int | None =
         volume = volumes[mount["name"]]
         if "emptyDir" in volume:
             args += ["--tmpfs", mount["mountPath"]]
+        elif "configMap" in volume:
+            folder = config_map_folders(claim.parent / f"cm-{uuid.uuid4().hex[:8]}")[volume["configMap"]["name"]]
+            args += ["-v", f"{folder}:{mount['mountPath']}:ro"]
         else:
             assert volume["persistentVolumeClaim"]["claimName"] == "mnist-gan-runs", volume
             args += ["-v", f"{claim}:{mount['mountPath']}"]
     patch = patch or {}
-    for name, value in (container_env(container, index) | patch.get("env", {})).items():
+    env = container_env(container, index) | patch.get("env", {})
+    for name, value in env.items():
         args += ["-e", f"{name}={value}"]
     args += [a for host, inside in patch.get("mounts", {}).items() for a in ("-v", f"{host}:{inside}:ro")]
     command = container.get("command", [])
     if command:
         args += ["--entrypoint", command[0]]
-    return [*args, LOCAL_IMAGES[container["image"]], *command[1:], *container.get("args", [])]
+    # The kubelet expands $(VAR) in a container's args from its environment.
+    container_args = [re.sub(r"\$\((\w+)\)", lambda m: env.get(m[1], m[0]), arg) for arg in container.get("args", [])]
+    return [*args, LOCAL_IMAGES[container["image"]], *command[1:], *container_args, *patch.get("args", [])]
 
 
 def claim_for(job: dict, root: Path) -> tuple[Path, Path]:
@@ -308,6 +328,24 @@ def test_two_per_digit_pods_at_once_on_one_cold_volume_three_times_all_succeed_w
         cached = sorted(p.name for p in (claim / ".quality-cache").iterdir())
         assert len(cached) == 1 and re.fullmatch(r"classifier-\w+\.keras", cached[0]), cached
         assert keras.models.load_model(claim / ".quality-cache" / cached[0]).name == "mnist_classifier"
+
+
+def test_the_sweep_jobs_pods_two_at_once_train_every_variation_and_the_last_compares_them(tmp_path):
+    job = k8s_jobs()["mnist-gan-train-sweep"]
+    claim, data = claim_for(job, tmp_path)
+    short = ["--steps", "60", "--checkpoint-every", "30", "--data", "/data/mnist.npz", "--quality-samples", "100"]
+    patch = {"args": short, "mounts": {data: "/data"}}
+    indexes = list(range(job["spec"]["completions"]))
+    for pair in (indexes[i : i + 2] for i in range(0, len(indexes), 2)):  # the Job's parallelism: 2
+        with ThreadPoolExecutor(len(pair)) as pool:
+            pods = {index: pool.submit(run_pod, job, claim, index, patch) for index in pair}
+        for index, pod in pods.items():
+            results = pod.result()
+            assert [(name, code) for name, code, _ in results] == [("train", 0)], (index, results)
+    sweep = claim / "sweep"
+    trained = [run for run in sweep.iterdir() if run.name != "best" and (run / "generator.onnx").is_file()]
+    assert len(trained) == len(indexes)
+    assert (sweep / "report.html").is_file() and (sweep / "best" / "generator.onnx").is_file()
 
 
 def onnx_digit(path: Path) -> int:
