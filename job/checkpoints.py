@@ -17,13 +17,12 @@ from pathlib import Path
 import tensorflow as tf
 
 from job.errors import CheckpointsUnreadable
+from job.rundir import PREFIX, steps_on_disk
 from serving.files import fsync_directory
 from serving.model import first_line
 
 log = logging.getLogger(__name__)
 
-PREFIX = "ckpt"
-INDEX = re.compile(rf"^{PREFIX}-(\d+)\.index$")
 PARTIAL = ".partial-"  # a checkpoint being written: a folder that a restart removes
 
 
@@ -105,14 +104,6 @@ class Checkpoints:
         if self.folder.is_dir():
             for partial in self.folder.glob(f"{PARTIAL}*"):
                 shutil.rmtree(partial, ignore_errors=True)
-
-
-def steps_on_disk(folder: Path) -> list[int]:
-    """The steps of the complete checkpoints in `folder` (those with an index file), oldest first."""
-    if not Path(folder).is_dir():
-        return []
-    found = (INDEX.match(path.name) for path in Path(folder).iterdir())
-    return sorted(int(match.group(1)) for match in found if match)
 
 
 def _fsync(path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,8 @@ from job.data import Mnist, digit_mask, load_mnist, reference_set
 log = logging.getLogger(__name__)
 
 DATA_FINGERPRINT = "data_fingerprint"  # the key in config.json: which data the run trains on
+PREFIX = "ckpt"  # checkpoint N is checkpoints/ckpt-N.index and its data files
+INDEX = re.compile(rf"^{PREFIX}-(\d+)\.index$")
 
 
 class RunDir:
@@ -53,7 +56,7 @@ class RunDir:
         ]
 
     def has_checkpoints(self) -> bool:
-        return self.checkpoints.is_dir() and any(self.checkpoints.glob("*.index"))
+        return bool(steps_on_disk(self.checkpoints))
 
     def finished(self) -> bool:
         """The run wrote its final models."""
@@ -80,6 +83,14 @@ class RunDir:
                 shutil.rmtree(path)
             else:
                 path.unlink(missing_ok=True)
+
+
+def steps_on_disk(folder: Path) -> list[int]:
+    """The steps of the complete checkpoints in `folder` (those with an index file), oldest first."""
+    if not Path(folder).is_dir():
+        return []
+    found = (INDEX.match(path.name) for path in Path(folder).iterdir())
+    return sorted(int(match.group(1)) for match in found if match)
 
 
 @contextlib.contextmanager
