@@ -265,7 +265,7 @@ def test_a_second_start_on_the_same_folder_is_refused_and_a_killed_ones_lock_doe
     out = tmp_path / "run"
     first = start_training(out, "--steps", "100000", "--checkpoint-every", "50", "--log-every", "50")
     try:
-        wait_for(first, "step 50/")
+        wait_for(first, "step 100/")  # logged after the checkpoint of step 50 is on disk
         second = run_cli("train", "--data", str(SMALL_MNIST), "--out", str(out), "--no-quality", "--steps", "100000")
         assert second.returncode == EXIT_BAD_INPUT
         assert_one_line(second.stderr, "another gan-job is training in")
