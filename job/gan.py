@@ -192,6 +192,6 @@ def sample_images(gan: Gan, latents=None, labels=None) -> np.ndarray:
     """The sampler's images in [-1, 1] for `latents` (the fixed sample grid by default), inference mode."""
     latents = gan.fixed_latents if latents is None else latents
     if gan.conditional and labels is None:
-        labels = cycling_labels(int(latents.shape[0]))
+        labels = cycling_labels(int(latents.shape[0]), NUM_CLASSES)
     labels = None if labels is None else tf.convert_to_tensor(labels, tf.int32)
     return call_generator(gan.sampler, tf.convert_to_tensor(latents), labels).numpy()

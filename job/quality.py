@@ -141,7 +141,7 @@ class GanQualityMeter(QualityMeter):
         super().__init__(classifier, real_images)
         # A generator of its own, so that measuring never touches the training's random state.
         self.latents = np.random.default_rng(20_240_601).standard_normal((samples, latent_dim)).astype(np.float32)
-        self.digits = cycling_labels(samples)
+        self.digits = cycling_labels(samples, NUM_CLASSES)
 
     def measure_gan(self, gan) -> QualityReport:
         from job.gan import sample_images
@@ -158,5 +158,5 @@ def evaluate_model(model_path: Path, mnist: Mnist, samples: int, seed: int, cach
     real = reference_images(mnist)  # refuses data too small to measure, before the classifier's training
     meter = QualityMeter(load_or_train_classifier(mnist, cache), real)
     latents = next(latent_batches(seed, samples, generator.latent_dim, samples))
-    digits = cycling_labels(samples) if generator.conditional else None
+    digits = cycling_labels(samples, NUM_CLASSES) if generator.conditional else None
     return meter.measure(generator.images(latents, digits), asked=digits)

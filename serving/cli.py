@@ -209,7 +209,7 @@ def _labels(generator: Generator, digit: int | None, start: int, count: int, row
         return None
     if digit is not None:
         return np.full(count, digit, dtype=np.int64)
-    return cycling_labels(count, start, every=row or 1)
+    return cycling_labels(count, NUM_CLASSES, start, every=row or 1)
 
 
 def _image_batches(generator: Generator, seed: int, count: int, batch_size: int, digit: int | None, row=None):

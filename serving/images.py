@@ -9,9 +9,9 @@ from PIL import Image
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
-    """Generator output in [-1, 1], shape (N, H, W[, 1]) -> uint8 grey images of shape (N, H, W)."""
+    """Generator output in [-1, 1] -> uint8: grey (N, H, W[, 1]) -> (N, H, W); RGB (N, H, W, 3) stays (N, H, W, 3)."""
     images = np.asarray(images, dtype=np.float32)
-    if images.ndim == 4:
+    if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]
     return np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
@@ -32,16 +32,17 @@ def grid_size(
 
 
 def grid(images: np.ndarray, columns: int | None = None, scale: int = 1, padding: int = 2) -> Image.Image:
-    """uint8 images (N, H, W) tiled into one picture, black between tiles, each tile scaled `scale` times."""
-    count, height, width = images.shape
+    """uint8 images, grey (N, H, W) or RGB (N, H, W, 3), tiled into one picture, black between tiles, each tile
+    scaled `scale` times."""
+    count, height, width = images.shape[:3]
     columns = columns or grid_columns(count)
     canvas_width, canvas_height = grid_size(count, (height, width), columns, 1, padding)
-    canvas = np.zeros((canvas_height, canvas_width), dtype=np.uint8)
+    canvas = np.zeros((canvas_height, canvas_width, *images.shape[3:]), dtype=np.uint8)
     for index, image in enumerate(images):
         row, column = divmod(index, columns)
         top, left = padding + row * (height + padding), padding + column * (width + padding)
         canvas[top : top + height, left : left + width] = image
-    picture = Image.fromarray(canvas)  # 2-D uint8: greyscale ("L")
+    picture = Image.fromarray(canvas)  # 2-D uint8: greyscale ("L"); 3-D: RGB
     if scale > 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
     return picture

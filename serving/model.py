@@ -14,8 +14,15 @@ LATENT_INPUT = "z"
 LABEL_INPUT = "label"
 IMAGE_OUTPUT = "image"
 BATCH_DIM = "batch"
-IMAGE_SHAPE = (28, 28, 1)  # height, width, channels of every image a generator draws
-NUM_CLASSES = 10  # the digits a conditional generator takes as labels
+# Metadata the job writes into every model (ONNX metadata_props, all strings):
+META_IMAGE_SHAPE = "image_shape"  # JSON [height, width, channels], as the output's dimensions
+META_DATA = "data"  # the training data's name: mnist, fashion_mnist, cifar10, or the file or folder's name
+META_CLASS_NAMES = "class_names"  # JSON list of the data's class names, index = label; absent for unlabelled data
+META_CLASS = "digit"  # the class an unconditional model was trained on, -1 for all (named for the digits it began with)
+IMAGE_SHAPE = (28, 28, 1)  # being replaced: the shape comes from the data (job) and the model (serving)
+NUM_CLASSES = 10  # being replaced likewise
+CHANNELS = (1, 3)  # grey or RGB
+MNIST_CLASSES = [str(digit) for digit in range(10)]  # the classes of models exported before class names were recorded
 
 
 class ModelError(ValueError):
@@ -126,10 +133,10 @@ def latent_batches(seed: int, count: int, latent_dim: int, batch_size: int) -> I
         yield rng.standard_normal((min(batch_size, count - start), latent_dim), dtype=np.float32)
 
 
-def cycling_labels(count: int, start: int = 0, every: int = 1) -> np.ndarray:
-    """The labels of a conditional model's samples where no digit is asked for: 0-9 in turn, each `every` times
-    (a grid's row length: digit r on row r), for the samples start..start+count."""
-    return (np.arange(start, start + count, dtype=np.int64) // every) % NUM_CLASSES
+def cycling_labels(count: int, num_classes: int, start: int = 0, every: int = 1) -> np.ndarray:
+    """The labels of a conditional model's samples where no class is asked for: 0..num_classes-1 in turn, each
+    `every` times (a grid's row length: class r on row r), for the samples start..start+count."""
+    return (np.arange(start, start + count, dtype=np.int64) // every) % num_classes
 
 
 def first_line(error: BaseException) -> str:
