@@ -16,6 +16,8 @@ import tensorflow as tf
 
 from job.models import build_discriminator, build_generator
 
+MNIST = ((28, 28, 1), 10)  # image shape, classes
+
 EPSILON_BN, EPSILON_BCE, MOMENTUM = 1e-3, 1e-7, 0.8
 LEARNING_RATE, BETA_1, BETA_2, EPSILON_ADAM = 2e-4, 0.9, 0.999, 1e-7
 
@@ -28,7 +30,7 @@ def dense_layers(model) -> list[list[tf.Variable]]:
 class MinimalGan:
     def __init__(self, images: np.ndarray, seed: int = 0) -> None:
         keras.utils.set_random_seed(seed)
-        g, d = dense_layers(build_generator(100)), dense_layers(build_discriminator())
+        g, d = dense_layers(build_generator("mlp", 100, MNIST[0])), dense_layers(build_discriminator("mlp", MNIST[0]))
         # generator: [kernel, bias] and [gamma, beta, moving_mean, moving_variance] alternating, then [kernel, bias]
         self.g_dense = [g[i] for i in (0, 2, 4, 6, 8)]
         self.g_norm = [g[i] for i in (1, 3, 5, 7)]

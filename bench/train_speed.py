@@ -37,16 +37,18 @@ import tensorflow as tf  # noqa: E402
 from minimal_gan import MinimalGan  # noqa: E402  (bench/minimal_gan.py, beside this file)
 
 from job.config import TrainConfig  # noqa: E402
-from job.data import load_mnist, training_images  # noqa: E402
+from job.data import load_data, training_images  # noqa: E402
 from job.gan import TrainStep, build_gan  # noqa: E402
 from job.models import build_discriminator, build_generator  # noqa: E402
+
+MNIST = ((28, 28, 1), 10)  # image shape, classes
 
 STEPS_PER_CALL = 100  # the job's default log interval: one compiled call per log line
 
 
 def job_loop(images: np.ndarray, preset: str) -> tuple[Callable[[int], None], tf.types.experimental.Function]:
     config = TrainConfig(out=Path("unused"), preset=preset)
-    train_steps = TrainStep(build_gan(config), images, config.batch).compiled()
+    train_steps = TrainStep(build_gan(config, images.shape[1:], 10), images, config.batch).compiled()
 
     def run(steps: int) -> None:
         for _ in range(steps // STEPS_PER_CALL):
@@ -66,7 +68,7 @@ def minimal_loop(images: np.ndarray) -> Callable[[int], None]:
 
 
 def tutorial_loop(images: np.ndarray) -> Callable[[int], None]:
-    generator, discriminator = build_generator(100), build_discriminator()
+    generator, discriminator = build_generator("mlp", 100, MNIST[0]), build_discriminator("mlp", MNIST[0])
     discriminator.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(2e-4))
     discriminator.trainable = False
     combined = keras.Sequential([generator, discriminator])
@@ -147,7 +149,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     tf.config.experimental.enable_op_determinism()  # as the job does
-    images = training_images(load_mnist(args.data), -1)
+    images = training_images(load_data(args.data), -1)
 
     seed_run, seed_steps = job_loop(images, "seed")
     default_run, _ = job_loop(images, "default")

@@ -54,6 +54,8 @@ def _config_option(name: str, declared: Option):
         return _option(flag, type=click.IntRange(declared.min, declared.max), **kwargs)
     if kind is float:
         return _option(flag, type=click.FloatRange(declared.min, declared.max), **kwargs)
+    if kind is str:
+        return _option(flag, type=str, **kwargs)
     return _option(flag, type=click.Path(file_okay=not declared.folder, path_type=Path), **kwargs)
 
 
@@ -193,9 +195,9 @@ def _export(run_path: Path, step: int | None, out: Path | None) -> None:
     from job.export import export_onnx, metadata
     from job.run import load_run
 
-    config, gan, restored = load_run(run_path, step)
+    config, data_set, gan, restored = load_run(run_path, step)
     out = out or run_path / "generator.onnx"
-    export_onnx(gan.sampler, out, metadata(config, restored))
+    export_onnx(gan.sampler, out, metadata(config, data_set, restored))
     click.echo(f"exported step {restored} of {run_path} to {out}", err=True)
 
 
@@ -217,20 +219,19 @@ def _export(run_path: Path, step: int | None, out: Path | None) -> None:
     help="Where the quality classifier is cached (once per data set).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def evaluate(
-    model: Path, data: Path | None, samples: int, seed: int, quality_cache: Path | None, as_json: bool
-) -> None:
-    """Measure an exported generator: Fréchet distance, share of each digit, digit accuracy if conditional."""
+def evaluate(model: Path, data: str, samples: int, seed: int, quality_cache: Path | None, as_json: bool) -> None:
+    """Measure an exported generator against its data: Fréchet distance, share of each class, and how often a
+    conditional model draws the class asked for."""
     _run(lambda: _evaluate(model, data, samples, seed, quality_cache or model.parent / ".quality-cache", as_json))
 
 
-def _evaluate(model_path: Path, data: Path | None, samples: int, seed: int, cache: Path, as_json: bool) -> None:
-    from job.data import load_mnist
+def _evaluate(model_path: Path, data: str, samples: int, seed: int, cache: Path, as_json: bool) -> None:
+    from job.data import load_data
     from job.quality import evaluate_model
     from serving.model import ModelError
 
     try:
-        report = evaluate_model(model_path, load_mnist(data), samples, seed, cache)
+        report = evaluate_model(model_path, load_data(data), samples, seed, cache)
     except ModelError as error:
         raise click.UsageError(str(error)) from error
     if as_json:
@@ -238,10 +239,11 @@ def _evaluate(model_path: Path, data: Path | None, samples: int, seed: int, cach
         return
     click.echo(f"model:             {model_path}  ({samples} samples, seed {seed})")
     click.echo(f"Fréchet distance:  {report.frechet_distance:.3f}  (classifier features, against the test set)")
-    click.echo(f"digits covered:    {report.classes_covered} of 10 (at least 5% of the samples each)")
-    click.echo("share per digit:   " + "  ".join(f"{d}:{s:.1%}" for d, s in enumerate(report.class_shares)))
+    classes = len(report.class_shares)
+    click.echo(f"classes covered:   {report.classes_covered} of {classes} (at least 5% of the samples each)")
+    click.echo("share per class:   " + "  ".join(f"{d}:{s:.1%}" for d, s in enumerate(report.class_shares)))
     if report.label_accuracy is not None:
-        click.echo(f"digit asked for:   {report.label_accuracy:.2%} of the samples are classified as it")
+        click.echo(f"class asked for:   {report.label_accuracy:.2%} of the samples are classified as it")
 
 
 @main.command()

@@ -11,7 +11,9 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+from job.data import MAX_CLASSES, MIN_SIDE, parse_image_size
 from job.errors import ConfigError
+from serving.model import CHANNELS
 
 __all__ = ["ConfigError", "TrainConfig", "options"]
 
@@ -32,6 +34,8 @@ PRESETS: dict[str, Hyperparameters] = {
     "default": Hyperparameters(learning_rate=2e-4, beta_1=0.5, beta_2=0.999, ema_decay=EMA_DECAY),
     "seed": Hyperparameters(learning_rate=2e-4, beta_1=0.9, beta_2=0.999, ema_decay=0.0),
 }
+
+ARCH_NAMES = ("mlp", "dcgan")  # job/models.py builds each (a test checks they agree)
 
 SEED_RANGE = (0, 2**32 - 1)  # what numpy and TensorFlow accept as a seed
 
@@ -63,13 +67,27 @@ class TrainConfig:
         resumable=True,
         folder=True,
     )
-    data: Path | None = option(
-        None,
-        help="MNIST as a Keras-style .npz or a folder of the four IDX files (.gz or not). "
-        "Default: keras.datasets.mnist's download.",
+    data: str = option(
+        "mnist",
+        help="The images: a Keras data set's name (mnist, fashion_mnist, cifar10: downloaded once), a Keras-style "
+        ".npz (x_train (N,H,W[,C]) uint8, y_train optional), a folder of IDX files, or a folder of PNG/JPEG images "
+        "(flat: unlabelled; one subfolder per class: labelled).",
         resumable=True,
     )
-    digit: int = option(-1, min=-1, max=9, help="Train on one digit only; -1 for all.")
+    image_size: str | None = option(
+        None, help="Resize every image to HxW (e.g. 32x32; one number for a square).", default_text="as the data"
+    )
+    channels: int | None = option(
+        None, min=1, max=3, help="1 (grey) or 3 (RGB): convert every image.", default_text="as the data"
+    )
+    arch: str = option(
+        "mlp",
+        choices=ARCH_NAMES,
+        help="mlp: the tutorial's networks, sized to the images; dcgan: convolutional networks (README: which when).",
+    )
+    digit: int = option(
+        -1, min=-1, max=MAX_CLASSES - 1, help="Train on one class only (its label: the digit, for MNIST); -1 for all."
+    )
     steps: int = option(50_000, min=1, help="Training steps in all.", resumable=True)
     batch: int = option(
         32, min=1, help="Images per step: half real and half generated for the discriminator, all for the generator."
@@ -101,7 +119,9 @@ class TrainConfig:
         choices=tuple(PRESETS),
         help="'seed' is the original tutorial exactly; 'default' adds measured improvements (README).",
     )
-    conditional: bool = option(False, help="Give both networks the digit label (one model for every digit).")
+    conditional: bool = option(
+        False, help="Give both networks the class label (one model for every class; the data needs labels)."
+    )
     ema: bool | None = option(
         None,
         help="Sample and export a moving average of the generator's weights.",
@@ -118,12 +138,27 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "data", str(self.data))  # a path or a data set's name, recorded as given
         for name, declared in options().items():
             _check_declared(flag_of(name), declared, getattr(self, name))
         if self.batch % 2:
             raise ConfigError(f"--batch must be even (half real, half generated images), got {self.batch}")
         if self.conditional and self.digit != -1:
-            raise ConfigError("--conditional trains on every digit with its label: leave --digit at -1")
+            raise ConfigError("--conditional trains on every class with its label: leave --digit at -1")
+        if self.channels not in (None, *CHANNELS):
+            raise ConfigError(f"--channels must be 1 (grey) or 3 (RGB), got {self.channels}")
+        if self.image_size is not None:
+            try:
+                size = parse_image_size(self.image_size)
+            except ValueError as error:
+                raise ConfigError(f"--image-size: {error}") from error
+            if min(size) < MIN_SIDE:
+                raise ConfigError(f"--image-size must be at least {MIN_SIDE}x{MIN_SIDE}, got {self.image_size}")
+
+    @property
+    def image_hw(self) -> tuple[int, int] | None:
+        """--image-size as (height, width), None: as the data."""
+        return None if self.image_size is None else parse_image_size(self.image_size)
 
     @property
     def ema_decay(self) -> float:
@@ -143,7 +178,6 @@ class TrainConfig:
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)
         values["out"] = str(self.out)
-        values["data"] = None if self.data is None else str(self.data)
         values["quality_cache"] = str(self.classifier_cache)
         values["ema"] = self.ema_decay > 0
         values["hyperparameters"] = dataclasses.asdict(self.hyper) | {"ema_decay": self.ema_decay}
@@ -154,8 +188,8 @@ class TrainConfig:
         """The configuration a run directory's config.json holds."""
         known = {key: value for key, value in values.items() if key in options()}
         known["out"] = Path(known["out"])
-        for key in ("data", "quality_cache"):
-            known[key] = None if known.get(key) is None else Path(known[key])
+        known["data"] = known.get("data") or "mnist"  # runs from before data sets had names: Keras' MNIST
+        known["quality_cache"] = None if known.get("quality_cache") is None else Path(known["quality_cache"])
         return cls(**known)
 
     def differences(self, saved: dict) -> list[str]:
@@ -194,6 +228,8 @@ def flag_of(name: str) -> str:
 
 
 def _check_declared(flag: str, declared: Option, value) -> None:
+    if value is None:  # "as the data" or "as the preset"
+        return
     if declared.choices and value not in declared.choices:
         raise ConfigError(f"{flag} must be one of {', '.join(declared.choices)}, got {value!r}")
     if declared.min is not None and value < declared.min:

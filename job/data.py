@@ -1,4 +1,10 @@
-"""MNIST from Keras' download, a Keras-style .npz, or a folder of IDX files; filtered and scaled for the GAN."""
+"""Image data of any shape: a Keras data set by name, a Keras-style .npz, a folder of IDX files or a folder of image
+files; checked once, made uniform (--image-size, --channels) and scaled for the GAN.
+
+Whatever the source, the result is one `ImageData`: uint8 images (N, height, width, channels), the labels when the
+data has them, and the class names. Everything downstream (models, quality, export) takes the shape and the classes
+from it.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from job.errors import DataError
-from serving.model import IMAGE_SHAPE
+from serving.model import CHANNELS
 
 log = logging.getLogger(__name__)
 
 MIN_REFERENCE_IMAGES = 10  # fewer give no usable covariance for the Fréchet distance
+MIN_SIDE = 8  # pixels: smaller images leave nothing for two strided convolutions (or a classifier) to see
+MAX_CLASSES = 1000
 IDX_MAGIC = {3: 0x00000803, 1: 0x00000801}  # unsigned bytes, with 3 dimensions (images) or 1 (labels)
 IDX_NAMES = {
     "x_train": "train-images-idx3-ubyte",
@@ -24,56 +33,124 @@ IDX_NAMES = {
     "x_test": "t10k-images-idx3-ubyte",
     "y_test": "t10k-labels-idx1-ubyte",
 }
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}  # pillow modes without colour
+
+# The data sets `--data NAME` downloads through keras.datasets, with their class names.
+KERAS_SETS: dict[str, tuple[str, ...]] = {
+    "mnist": tuple(str(digit) for digit in range(10)),
+    "fashion_mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),  # fmt: skip
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+}
 
 
 @dataclass(frozen=True)
-class Mnist:
-    x_train: np.ndarray  # (N, height, width) uint8
-    y_train: np.ndarray  # (N,) uint8, digits 0..9
+class ImageData:
+    name: str  # the Keras data set's name, or the file or folder's name
+    x_train: np.ndarray  # (N, height, width, channels) uint8
+    y_train: np.ndarray | None  # (N,) labels 0..len(class_names)-1; None: unlabelled
+    class_names: tuple[str, ...] = ()  # index = label; empty for unlabelled data
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def labelled(self) -> bool:
+        return self.y_train is not None
+
+    @property
+    def measurable(self) -> bool:
+        """Sample quality is measured through a classifier of the data's classes: it needs two or more."""
+        return self.num_classes >= 2
 
     def fingerprint(self) -> str:
         """Which data this is, whatever its path: a hash of the training images and labels."""
         digest = hashlib.sha256(self.x_train.tobytes())
-        digest.update(self.y_train.tobytes())
+        if self.y_train is not None:
+            digest.update(self.y_train.tobytes())
         return digest.hexdigest()[:16]
 
-
-def load_mnist(path: Path | None) -> Mnist:
-    """MNIST from `path` (a .npz file or a folder of IDX files), or Keras' own download when no path is given."""
-    if path is None:
-        return _from_keras_download()
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"data not found: {path}")
-    arrays = _read_idx_folder(path) if path.is_dir() else _read_npz(path)
-    return _checked(arrays, source=str(path))
+    def description(self) -> dict:
+        """What config.json and the exported model record of the data."""
+        return {"name": self.name, "image_shape": list(self.image_shape), "class_names": list(self.class_names)}
 
 
-def training_images(mnist: Mnist, digit: int) -> np.ndarray:
-    """The training images of one digit (or all for -1), as float32 in [-1, 1] with shape (N, *IMAGE_SHAPE)."""
-    return training_set(mnist, digit)[0]
+def load_data(source: str | Path, image_size: tuple[int, int] | None = None, channels: int | None = None) -> ImageData:
+    """The data `source` names: a Keras data set (KERAS_SETS), a .npz file, a folder of IDX files or a folder of
+    image files; resized to `image_size` (height, width) and converted to `channels` when given."""
+    if str(source) in KERAS_SETS:
+        arrays, name, names = _from_keras_download(str(source)), str(source), KERAS_SETS[str(source)]
+    else:
+        path = Path(source)
+        if not path.exists():
+            known = ", ".join(KERAS_SETS)
+            raise DataError(f"data not found: {path} (not a file, a folder or a Keras data set's name: {known})")
+        arrays, names = _read(path, image_size, channels)
+        name = path.stem if path.is_file() else path.resolve().name
+    arrays = {
+        key: _uniform(array, image_size, channels) if key.startswith("x") else array for key, array in arrays.items()
+    }
+    return _checked(arrays, name, names, source=str(source))
 
 
-def training_set(mnist: Mnist, digit: int) -> tuple[np.ndarray, np.ndarray]:
-    """The training images of one digit (or all for -1) in [-1, 1], (N, *IMAGE_SHAPE), and their labels."""
-    keep = digit_mask(mnist, digit)
-    return to_unit_range(mnist.x_train[keep]), mnist.y_train[keep]
+def _read(path: Path, image_size: tuple[int, int] | None, channels: int | None) -> tuple[dict, tuple[str, ...]]:
+    """The arrays (and class names, where the source names them) of a file or folder."""
+    if path.is_file():
+        arrays = _read_npz(path)
+        names = arrays.pop("class_names", None)
+        return arrays, () if names is None else tuple(str(n) for n in names)
+    if any(_find_idx_file(path, stem) for stem in IDX_NAMES.values()):
+        return _read_idx_folder(path), ()
+    return _read_image_folder(path, image_size, channels)
 
 
-def digit_mask(mnist: Mnist, digit: int) -> np.ndarray:
-    """Which training images to train on: all (-1) or one digit's; DataError when that leaves none."""
-    keep = np.ones(len(mnist.y_train), bool) if digit == -1 else mnist.y_train == digit
+def training_images(data: ImageData, label: int) -> np.ndarray:
+    """The training images of one class (or all for -1), as float32 in [-1, 1], (N, height, width, channels)."""
+    return training_set(data, label)[0]
+
+
+def training_set(data: ImageData, label: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The training images of one class (or all for -1) in [-1, 1], and their labels (None when unlabelled)."""
+    keep = class_mask(data, label)
+    return to_unit_range(data.x_train[keep]), None if data.y_train is None else data.y_train[keep]
+
+
+def class_mask(data: ImageData, label: int) -> np.ndarray:
+    """Which training images to train on: all (-1) or one class's; DataError when that leaves none."""
+    if label == -1:
+        return np.ones(len(data.x_train), bool)
+    if not data.labelled:
+        raise DataError(f"--digit {label} picks a class, but {data.name} has no labels: train on all images (-1)")
+    if label >= data.num_classes:
+        raise DataError(f"--digit {label}: {data.name} has {data.num_classes} classes, 0..{data.num_classes - 1}")
+    keep = data.y_train == label
     if not keep.any():
-        raise DataError(f"the training set holds no images{'' if digit == -1 else f' of digit {digit}'}")
+        raise DataError(f"the training set holds no images of class {label} ({data.class_names[label]})")
     return keep
 
 
-def reference_set(mnist: Mnist) -> np.ndarray:
+def reference_set(data: ImageData) -> np.ndarray:
     """The real images generated ones are compared with, uint8: the test set, else the training set; DataError
     when there are too few to measure with."""
-    images = mnist.x_train[:10_000] if mnist.x_test is None else mnist.x_test
+    images = data.x_train[:10_000] if data.x_test is None else data.x_test
     if len(images) < MIN_REFERENCE_IMAGES:
         raise DataError(
             f"sample quality needs at least {MIN_REFERENCE_IMAGES} real images to compare with, the data has "
@@ -82,26 +159,36 @@ def reference_set(mnist: Mnist) -> np.ndarray:
     return images
 
 
-def reference_images(mnist: Mnist) -> np.ndarray:
+def reference_images(data: ImageData) -> np.ndarray:
     """`reference_set` in [-1, 1], as the generator draws."""
-    if mnist.x_test is None:
+    if data.x_test is None:
         log.warning("the data has no test set: sample quality is measured against training images")
-    return to_unit_range(reference_set(mnist))
+    return to_unit_range(reference_set(data))
 
 
 def to_unit_range(images: np.ndarray) -> np.ndarray:
-    return ((images.astype(np.float32) - 127.5) / 127.5)[..., np.newaxis]
+    """uint8 images (N, H, W, C) as float32 in [-1, 1], as the generator's tanh draws them."""
+    return (images.astype(np.float32) - 127.5) / 127.5
 
 
-def _from_keras_download() -> Mnist:
+def parse_image_size(text: str) -> tuple[int, int]:
+    """'32x48' (height x width) or '32' (square) -> (32, 48); ValueError when it is neither."""
+    parts = text.lower().replace("×", "x").split("x")
+    if len(parts) not in (1, 2) or not all(part.strip().isdigit() for part in parts):
+        raise ValueError(f"an image size is HxW (e.g. 32x32) or one number for a square, got {text!r}")
+    height, width = (int(part) for part in (parts * 2)[:2])
+    return height, width
+
+
+def _from_keras_download(name: str) -> dict[str, np.ndarray]:
     import keras  # only here: reading a file must not need the training stack
 
-    log.info("no --data given: loading MNIST through keras.datasets.mnist (downloads once, then cached)")
+    log.info("loading %s through keras.datasets.%s (downloads once, then cached)", name, name)
     try:
-        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+        (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
     except Exception as error:  # network or cache trouble: say so in one line
-        raise DataError(f"could not download MNIST through Keras ({error}); pass --data PATH instead") from error
-    return _checked({"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}, "keras")
+        raise DataError(f"could not download {name} through Keras ({error}); pass --data PATH instead") from error
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -118,7 +205,7 @@ def _read_idx_folder(folder: Path) -> dict[str, np.ndarray]:
         found = _find_idx_file(folder, stem)
         if found is not None:
             arrays[key] = read_idx(found)
-        elif key.endswith("train"):
+        elif key == "x_train":
             raise DataError(f"{folder} holds no {stem} file (plain or .gz)")
     return arrays
 
@@ -151,26 +238,154 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def _checked(arrays: dict[str, np.ndarray], source: str) -> Mnist:
-    for key in ("x_train", "y_train"):
-        if key not in arrays:
-            raise DataError(f"{source} has no '{key}' array (expected Keras' mnist.npz keys x_train, y_train, ...)")
+def _read_image_folder(
+    folder: Path, image_size: tuple[int, int] | None, channels: int | None
+) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
+    """A flat folder of images (unlabelled), or one subfolder per class (Keras' image_dataset_from_directory)."""
+    class_folders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and _images_in(p))
+    loose = _images_in(folder)
+    if class_folders and loose:
+        raise DataError(f"{folder} mixes image files and class folders: put every image in its class's folder")
+    if len(class_folders) > MAX_CLASSES:
+        raise DataError(f"{folder} has {len(class_folders)} class folders, more than {MAX_CLASSES}")
+    groups = [_images_in(p) for p in class_folders] if class_folders else [loose]
+    if not any(groups):
+        raise DataError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}) nor IDX files")
+    channels = channels or _channels_of(groups)
+    images = [_read_image(path, image_size, channels) for group in groups for path in group]
+    _check_same_size(images, [path for group in groups for path in group])
+    arrays = {"x_train": np.stack(images)}
+    if class_folders:
+        arrays["y_train"] = np.repeat(np.arange(len(groups)), [len(group) for group in groups])
+    log.info(
+        "read %d images from %s (%s)", len(images), folder, f"{len(groups)} classes" if class_folders else "unlabelled"
+    )
+    return arrays, tuple(p.name for p in class_folders)
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def _channels_of(groups: list[list[Path]]) -> int:
+    """1 when every image is grey, else 3 (reads only the headers)."""
+    for path in (path for group in groups for path in group):
+        try:
+            with Image.open(path) as image:
+                if image.mode not in GREY_MODES:
+                    return 3
+        except (OSError, UnidentifiedImageError) as error:
+            raise DataError(f"cannot read image {path}: {error}") from error
+    return 1
+
+
+def _read_image(path: Path, image_size: tuple[int, int] | None, channels: int) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB")
+            if image_size is not None and image.size != image_size[::-1]:
+                image = image.resize(image_size[::-1], Image.Resampling.LANCZOS)
+            pixels = np.asarray(image, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise DataError(f"cannot read image {path}: {error}") from error
+    return pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
+
+
+def _check_same_size(images: list[np.ndarray], paths: list[Path]) -> None:
+    first = images[0].shape[:2]
+    for image, path in zip(images, paths, strict=True):
+        if image.shape[:2] != first:
+            raise DataError(
+                f"images of different sizes ({paths[0].name} {first[0]}x{first[1]}, {path.name} "
+                f"{image.shape[0]}x{image.shape[1]}): pass --image-size HxW to resize them all"
+            )
+
+
+def _uniform(images: np.ndarray, image_size: tuple[int, int] | None, channels: int | None) -> np.ndarray:
+    """Images as (N, H, W, C), resized and converted where asked (an image folder's already are)."""
+    if images.dtype != np.uint8 or images.ndim not in (3, 4):
+        return images  # refused by _checked, with the shape it has
+    if images.ndim == 3:
+        images = images[..., np.newaxis]
+    if images.shape[-1] not in CHANNELS:
+        return images
+    if channels is not None and images.shape[-1] != channels:
+        images = _grey(images) if channels == 1 else images.repeat(3, axis=-1)
+    if image_size is not None and images.shape[1:3] != image_size:
+        mode = "L" if images.shape[-1] == 1 else "RGB"
+        resized = [
+            np.asarray(Image.fromarray(image.squeeze(-1) if mode == "L" else image, mode).resize(image_size[::-1]))
+            for image in images
+        ]
+        images = np.stack(resized).reshape(len(images), *image_size, images.shape[-1])
+    return images
+
+
+def _grey(images: np.ndarray) -> np.ndarray:
+    """RGB to grey with the weights pillow's convert("L") uses (ITU-R 601), as for an image folder."""
+    return np.rint(images @ np.array([0.299, 0.587, 0.114]))[..., np.newaxis].astype(np.uint8)
+
+
+def _checked(arrays: dict[str, np.ndarray], name: str, class_names: tuple[str, ...], source: str) -> ImageData:
+    if "x_train" not in arrays:
+        raise DataError(f"{source} has no 'x_train' array (expected Keras' mnist.npz keys x_train, y_train, ...)")
+    labelled = arrays.get("y_train") is not None
     for split in ("train", "test"):
         x, y = arrays.get(f"x_{split}"), arrays.get(f"y_{split}")
         if x is None and y is None:
             continue
-        if x is None or y is None:
-            raise DataError(f"{source} has only one of x_{split} and y_{split}")
-        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE[:2]:
-            shape = f"(N, {IMAGE_SHAPE[0]}, {IMAGE_SHAPE[1]})"
-            raise DataError(f"{source}: x_{split} must be uint8 images of shape {shape}, got {x.dtype} {x.shape}")
-        if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
-            raise DataError(f"{source}: y_{split} must be {len(x)} integer labels, got {y.dtype} {y.shape}")
-        if len(y) and (y.min() < 0 or y.max() > 9):
-            raise DataError(f"{source}: y_{split} holds labels outside 0..9")
-    return Mnist(
+        if x is None:
+            raise DataError(f"{source} has y_{split} but no x_{split}")
+        _check_images(x, f"{source}: x_{split}")
+        if (y is not None) != labelled:
+            raise DataError(f"{source}: either both splits have labels (y_train, y_test) or neither")
+        if y is not None:
+            arrays[f"y_{split}"] = _checked_labels(y, len(x), f"{source}: y_{split}")
+    if len(arrays["x_train"]) == 0:
+        raise DataError(f"{source}: the training set holds no images")
+    if arrays.get("x_test") is not None and arrays["x_test"].shape[1:] != arrays["x_train"].shape[1:]:
+        raise DataError(f"{source}: x_test's images {arrays['x_test'].shape[1:]} differ from x_train's")
+    return ImageData(
+        name=name,
         x_train=arrays["x_train"],
-        y_train=arrays["y_train"].astype(np.uint8),
+        y_train=arrays.get("y_train"),
+        class_names=_class_names(arrays, class_names, source) if labelled else (),
         x_test=arrays.get("x_test"),
-        y_test=None if arrays.get("y_test") is None else arrays["y_test"].astype(np.uint8),
+        y_test=arrays.get("y_test"),
     )
+
+
+def _check_images(x: np.ndarray, what: str) -> None:
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] not in CHANNELS:
+        raise DataError(
+            f"{what} must be uint8 images of shape (N, height, width) or (N, height, width, 1 or 3), "
+            f"got {x.dtype} {x.shape}"
+        )
+    if min(x.shape[1:3]) < MIN_SIDE:
+        raise DataError(
+            f"{what}: images of {x.shape[1]}x{x.shape[2]} are too small, at least {MIN_SIDE}x{MIN_SIDE} "
+            "(--image-size resizes them)"
+        )
+
+
+def _checked_labels(y: np.ndarray, count: int, what: str) -> np.ndarray:
+    if y.ndim == 2 and y.shape[1] == 1:  # CIFAR-10's labels come as (N, 1)
+        y = y[:, 0]
+    if y.shape != (count,) or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{what} must be {count} integer labels, got {y.dtype} {y.shape}")
+    if len(y) and (y.min() < 0 or y.max() >= MAX_CLASSES):
+        raise DataError(f"{what} holds labels outside 0..{MAX_CLASSES - 1}")
+    # The smallest type that holds them: MNIST's stay uint8, so its fingerprint is what it always was.
+    return y.astype(np.uint8 if not len(y) or y.max() < 256 else np.uint16)
+
+
+def _class_names(arrays: dict[str, np.ndarray], given: tuple[str, ...], source: str) -> tuple[str, ...]:
+    """The names given by the source, else the labels as numbers; as many as the largest label needs."""
+    largest = max(
+        int(arrays[key].max()) for key in ("y_train", "y_test") if arrays.get(key) is not None and len(arrays[key])
+    )
+    if given:
+        if len(given) <= largest:
+            raise DataError(f"{source} names {len(given)} classes but has label {largest}")
+        return given
+    return tuple(str(label) for label in range(largest + 1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 from pathlib import Path
 
@@ -15,7 +16,16 @@ from job import __version__
 from job.config import TrainConfig
 from job.errors import ExportError
 from serving.files import atomic_write_bytes
-from serving.model import BATCH_DIM, IMAGE_OUTPUT, IMAGE_SHAPE, LABEL_INPUT, LATENT_INPUT
+from serving.model import (
+    BATCH_DIM,
+    IMAGE_OUTPUT,
+    LABEL_INPUT,
+    LATENT_INPUT,
+    META_CLASS,
+    META_CLASS_NAMES,
+    META_DATA,
+    META_IMAGE_SHAPE,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +52,7 @@ def export_onnx(generator: keras.Model, path: Path, metadata: dict[str, object])
 
     model, _ = tf2onnx.convert.from_function(images_of, input_signature=signature, opset=OPSET)
     _name_batch_dimension(model)
-    shape = ", ".join(map(str, IMAGE_SHAPE))
+    shape = ", ".join(map(str, generator.outputs[0].shape[1:]))
     model.doc_string = f"mnist-gan generator: latents z [batch, latent_dim] -> images [batch, {shape}] in [-1, 1]"
     onnx.helper.set_model_props(model, {key: str(value) for key, value in metadata.items()})
     onnx.checker.check_model(model)
@@ -56,10 +66,16 @@ def export_onnx(generator: keras.Model, path: Path, metadata: dict[str, object])
     return difference
 
 
-def metadata(config: TrainConfig, step: int) -> dict[str, object]:
+def metadata(config: TrainConfig, data_set: dict, step: int) -> dict[str, object]:
+    """The model's metadata: how it was trained, and what its data is (ImageData.description)."""
+    names = {META_CLASS_NAMES: json.dumps(data_set["class_names"])} if data_set["class_names"] else {}
     return {
+        META_IMAGE_SHAPE: json.dumps(data_set["image_shape"]),
+        META_DATA: data_set["name"],
+        **names,
+        "arch": config.arch,
         "latent_dim": config.latent_dim,
-        "digit": config.digit,
+        META_CLASS: config.digit,
         "conditional": str(config.conditional).lower(),
         "ema_decay": config.ema_decay,
         "step": step,
@@ -79,7 +95,7 @@ def _compare_with_keras(generator: keras.Model, data: bytes, latent_dim: int, co
     import onnxruntime
 
     latents = np.random.default_rng(12345).standard_normal((64, latent_dim)).astype(np.float32)
-    labels = np.arange(64) % 10
+    labels = np.arange(64) % (generator.get_layer("label_embedding").input_dim if conditional else 1)
     feed = {LATENT_INPUT: latents} | ({LABEL_INPUT: labels.astype(np.int64)} if conditional else {})
     session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
     (onnx_images,) = session.run([IMAGE_OUTPUT], feed)

@@ -9,8 +9,8 @@ import numpy as np
 import tensorflow as tf
 
 from job.config import TrainConfig
-from job.models import build_discriminator, build_generator
-from serving.model import NUM_CLASSES, cycling_labels
+from job.models import ARCHITECTURES, Architecture, Shape, build_discriminator, build_generator
+from serving.model import cycling_labels
 
 SAMPLE_GRID = 16  # the fixed latents drawn at every checkpoint: a 4x4 grid
 EMA_EVERY = 10  # steps between updates of the generator's moving average (each applies the decay of all of them)
@@ -28,9 +28,14 @@ class Gan:
     step: tf.Variable
     train_seconds: tf.Variable  # training time summed over every start of the run
     fixed_latents: tf.Variable  # the same grid of latents at every checkpoint, so samples compare over time
-    conditional: bool = False
+    architecture: Architecture
+    num_classes: int = 0  # the labels a conditional model takes; 0: unconditional
     ema_decay: float = 0.0  # of the moving average of the generator's weights; 0: none
     ema_generator: keras.Model | None = None  # that moving average, when there is one
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
 
     @property
     def sampler(self) -> keras.Model:
@@ -52,10 +57,12 @@ class Gan:
         )
 
 
-def build_gan(config: TrainConfig) -> Gan:
+def build_gan(config: TrainConfig, image_shape: Shape, num_classes: int) -> Gan:
+    """The networks for images of `image_shape`; a conditional run's take labels of `num_classes` classes."""
     keras.utils.set_random_seed(config.seed)  # weight initialisers
-    generator = build_generator(config.latent_dim, config.conditional)
-    discriminator = build_discriminator(config.conditional)
+    classes = num_classes if config.conditional else 0
+    generator = build_generator(config.arch, config.latent_dim, image_shape, classes)
+    discriminator = build_discriminator(config.arch, image_shape, classes)
     hyper = config.hyper
     g_optimizer, d_optimizer = (
         keras.optimizers.Adam(learning_rate=hyper.learning_rate, beta_1=hyper.beta_1, beta_2=hyper.beta_2)
@@ -78,14 +85,15 @@ def build_gan(config: TrainConfig) -> Gan:
         step=tf.Variable(0, dtype=tf.int64, trainable=False, name="step"),
         train_seconds=tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds"),
         fixed_latents=tf.Variable(fixed, trainable=False, name="fixed_latents"),
-        conditional=config.conditional,
+        architecture=ARCHITECTURES[config.arch],
+        num_classes=classes,
         ema_decay=config.ema_decay,
         ema_generator=ema_generator,
     )
 
 
 def call_generator(model: keras.Model, latents, labels=None, training: bool = False):
-    """A generator's images; conditional generators take the digit labels too."""
+    """A generator's images; conditional generators take the class labels too."""
     return model(latents if labels is None else [latents, labels], training=training)
 
 
@@ -94,7 +102,7 @@ class TrainStep:
 
     The discriminator learns from batch/2 real and batch/2 generated images (labels 1 and 0); then the
     generator learns, through the discriminator, to make `batch` latents pass as real. Conditional models draw a
-    random digit for each generated image and see the true digit of each real one.
+    random class for each generated image and see the true class of each real one.
     """
 
     def __init__(
@@ -113,15 +121,20 @@ class TrainStep:
         self.d_targets = tf.concat([tf.ones([self.half, 1]), tf.zeros([self.half, 1])], axis=0)
 
     def _digits(self, count: int):
-        return self.gan.rng.uniform([count], 0, NUM_CLASSES, dtype=tf.int32) if self.gan.conditional else None
+        return self.gan.rng.uniform([count], 0, self.gan.num_classes, dtype=tf.int32) if self.gan.conditional else None
 
     def discriminator_step(self) -> tuple[tf.Tensor, tf.Tensor]:
         gan = self.gan
         picks = gan.rng.uniform([self.half], 0, tf.shape(self.reals)[0], dtype=tf.int32)
         real = tf.gather(self.reals, picks)
         fake_digits = self._digits(self.half)
-        # Inference mode, as the tutorial's generator.predict(): BatchNorm uses its moving statistics here.
-        fake = call_generator(gan.generator, gan.rng.normal([self.half, self.latent_dim]), fake_digits)
+        # The tutorial's generator.predict() is inference mode: BatchNorm uses its moving statistics (see Architecture).
+        fake = call_generator(
+            gan.generator,
+            gan.rng.normal([self.half, self.latent_dim]),
+            fake_digits,
+            training=gan.architecture.fakes_in_training_mode,
+        )
         images = tf.concat([real, fake], axis=0)
         inputs = (
             images
@@ -162,8 +175,10 @@ class TrainStep:
         for average, weight in zip(self.gan.ema_generator.weights, self.gan.generator.weights, strict=True):
             average.assign(weight + decay * (average - weight))
 
-    def compiled(self, jit_compile: bool = True):
+    def compiled(self, jit_compile: bool | None = None):
         """One call runs `n` whole steps with no host round trip; returns the means of the step's metrics."""
+
+        jit_compile = self.gan.architecture.jit_compile if jit_compile is None else jit_compile
 
         @tf.function(jit_compile=jit_compile)
         def train_steps(n: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -192,6 +207,6 @@ def sample_images(gan: Gan, latents=None, labels=None) -> np.ndarray:
     """The sampler's images in [-1, 1] for `latents` (the fixed sample grid by default), inference mode."""
     latents = gan.fixed_latents if latents is None else latents
     if gan.conditional and labels is None:
-        labels = cycling_labels(int(latents.shape[0]), NUM_CLASSES)
+        labels = cycling_labels(int(latents.shape[0]), gan.num_classes)
     labels = None if labels is None else tf.convert_to_tensor(labels, tf.int32)
     return call_generator(gan.sampler, tf.convert_to_tensor(latents), labels).numpy()

@@ -86,7 +86,8 @@ class MetricsLog:
 
     def image(self, step: int, picture: np.ndarray) -> None:
         with self.writer.as_default(step=step):
-            tf.summary.image("samples", picture[np.newaxis, :, :, np.newaxis])
+            pixels = picture if picture.ndim == 3 else picture[:, :, np.newaxis]  # grey grids are (H, W)
+            tf.summary.image("samples", pixels[np.newaxis])
         self.writer.flush()
 
     def close(self) -> None:

@@ -1,5 +1,5 @@
-"""Sample quality: a small CNN classifier of MNIST, and from its features a Fréchet distance, class shares and,
-for conditional models, how often a sample is the digit asked for.
+"""Sample quality: a small CNN classifier of the data's classes, and from its features a Fréchet distance, class
+shares and, for conditional models, how often a sample is the class asked for.
 
 The classifier is trained once per data set (keyed by a fingerprint of the training arrays) and cached as a .keras
 file, in the run directory during training, beside the model for `gan-job evaluate`.
@@ -15,45 +15,49 @@ import keras
 import numpy as np
 from keras import layers
 
-from job.data import Mnist, reference_images, to_unit_range
+from job.data import ImageData, reference_images, to_unit_range
+from job.errors import DataError
+from job.models import Shape
 from job.outputs import save_keras_atomically
-from serving.model import IMAGE_SHAPE, NUM_CLASSES, Generator, cycling_labels, latent_batches
+from serving.model import Generator, cycling_labels, latent_batches
 
 log = logging.getLogger(__name__)
 
 FEATURES = "features"
-COVERED = 0.05  # a digit counts as covered when at least 5% of the samples are classified as it
+COVERED = 0.05  # a class counts as covered when at least 5% of the samples are classified as it
+SMALL_IMAGE = 16  # pixels: below this on a side, convolutions pad ("same"), or two blocks would shrink it to nothing
 
 
-def build_classifier() -> keras.Model:
-    """Two conv blocks and a 128-unit feature layer: about 99% test accuracy after two epochs."""
+def build_classifier(image_shape: Shape, num_classes: int) -> keras.Model:
+    """Two conv blocks and a 128-unit feature layer: about 99% test accuracy on MNIST after two epochs."""
+    padding = "same" if min(image_shape[:2]) < SMALL_IMAGE else "valid"
     return keras.Sequential(
         [
-            keras.Input(shape=IMAGE_SHAPE),
-            layers.Conv2D(32, 3, activation="relu"),
+            keras.Input(shape=image_shape),
+            layers.Conv2D(32, 3, activation="relu", padding=padding),
             layers.MaxPooling2D(),
-            layers.Conv2D(64, 3, activation="relu"),
+            layers.Conv2D(64, 3, activation="relu", padding=padding),
             layers.MaxPooling2D(),
             layers.Flatten(),
             layers.Dense(128, activation="relu", name=FEATURES),
-            layers.Dense(NUM_CLASSES, activation="softmax"),
+            layers.Dense(num_classes, activation="softmax"),
         ],
-        name="mnist_classifier",
+        name="classifier",
     )
 
 
-def load_or_train_classifier(mnist: Mnist, cache: Path, epochs: int = 2, seed: int = 0) -> keras.Model:
-    path = Path(cache) / f"classifier-{mnist.fingerprint()}.keras"
+def load_or_train_classifier(data: ImageData, cache: Path, epochs: int = 2, seed: int = 0) -> keras.Model:
+    path = Path(cache) / f"classifier-{data.fingerprint()}.keras"
     cached = _load_cached(path)
     if cached is not None:
         return cached
-    log.info("quality: training the MNIST classifier on %d images (once per data set)", len(mnist.x_train))
+    log.info("quality: training the classifier of %s on %d images (once per data set)", data.name, len(data.x_train))
     keras.utils.set_random_seed(seed)
-    classifier = build_classifier()
+    classifier = build_classifier(data.image_shape, data.num_classes)
     classifier.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    classifier.fit(to_unit_range(mnist.x_train), mnist.y_train, batch_size=128, epochs=epochs, verbose=0)
-    if mnist.x_test is not None:
-        _, accuracy = classifier.evaluate(to_unit_range(mnist.x_test), mnist.y_test, batch_size=512, verbose=0)
+    classifier.fit(to_unit_range(data.x_train), data.y_train, batch_size=128, epochs=epochs, verbose=0)
+    if data.x_test is not None:
+        _, accuracy = classifier.evaluate(to_unit_range(data.x_test), data.y_test, batch_size=512, verbose=0)
         log.info("quality: classifier test accuracy %.4f", accuracy)
     # Runs sharing a volume may train it at the same time (the per-digit pods): each saves under a name of its own
     # and renames it over the cached one, so a reader only ever sees a complete file.
@@ -77,8 +81,8 @@ def _load_cached(path: Path) -> keras.Model | None:
 @dataclass(frozen=True)
 class QualityReport:
     frechet_distance: float
-    class_shares: list[float]  # share of the samples classified as each class (digit 0..9)
-    label_accuracy: float | None  # conditional models: share classified as the digit asked for
+    class_shares: list[float]  # share of the samples classified as each class, by label
+    label_accuracy: float | None  # conditional models: share classified as the class asked for
 
     @property
     def classes_covered(self) -> int:
@@ -100,6 +104,7 @@ class QualityMeter:
 
     def __init__(self, classifier: keras.Model, real_images: np.ndarray) -> None:
         self.model = keras.Model(classifier.inputs, [classifier.get_layer(FEATURES).output, classifier.outputs[0]])
+        self.num_classes = int(classifier.outputs[0].shape[-1])
         features, _ = self._features(real_images)
         self.real_mean, self.real_cov = _moments(features)
 
@@ -108,11 +113,11 @@ class QualityMeter:
         return features.astype(np.float64), probabilities
 
     def measure(self, images: np.ndarray, asked: np.ndarray | None = None) -> QualityReport:
-        """`images` in [-1, 1], (N, *IMAGE_SHAPE); `asked`: the digit each was generated as (conditional models)."""
+        """`images` in [-1, 1], (N, H, W, C); `asked`: the class each was generated as (conditional models)."""
         features, probabilities = self._features(images)
         mean, cov = _moments(features)
         predicted = probabilities.argmax(axis=1)
-        shares = np.bincount(predicted, minlength=NUM_CLASSES) / len(predicted)
+        shares = np.bincount(predicted, minlength=self.num_classes) / len(predicted)
         return QualityReport(
             frechet_distance=frechet_distance(self.real_mean, self.real_cov, mean, cov),
             class_shares=[round(float(share), 4) for share in shares],
@@ -135,13 +140,13 @@ def _moments(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class GanQualityMeter(QualityMeter):
-    """The quality of a GAN's samples during training: the same latents (and digits) at every checkpoint."""
+    """The quality of a GAN's samples during training: the same latents (and classes) at every checkpoint."""
 
     def __init__(self, classifier: keras.Model, real_images: np.ndarray, samples: int, latent_dim: int) -> None:
         super().__init__(classifier, real_images)
         # A generator of its own, so that measuring never touches the training's random state.
         self.latents = np.random.default_rng(20_240_601).standard_normal((samples, latent_dim)).astype(np.float32)
-        self.digits = cycling_labels(samples, NUM_CLASSES)
+        self.digits = cycling_labels(samples, self.num_classes)
 
     def measure_gan(self, gan) -> QualityReport:
         from job.gan import sample_images
@@ -151,12 +156,22 @@ class GanQualityMeter(QualityMeter):
         return self.measure(sample_images(gan, self.latents))
 
 
-def evaluate_model(model_path: Path, mnist: Mnist, samples: int, seed: int, cache: Path) -> QualityReport:
+def evaluate_model(model_path: Path, data: ImageData, samples: int, seed: int, cache: Path) -> QualityReport:
     """The quality of an exported generator (`gan-job evaluate`): `samples` images from latents drawn with `seed`,
-    a conditional model's cycling through the digits. Raises serving's ModelError for a file that is no generator."""
+    a conditional model's cycling through the classes. Raises serving's ModelError for a file that is no generator,
+    DataError for data it cannot be measured against."""
     generator = Generator(model_path)
-    real = reference_images(mnist)  # refuses data too small to measure, before the classifier's training
-    meter = QualityMeter(load_or_train_classifier(mnist, cache), real)
+    check_measurable(data, generator.image_shape)
+    real = reference_images(data)  # refuses data too small to measure, before the classifier's training
+    meter = QualityMeter(load_or_train_classifier(data, cache), real)
     latents = next(latent_batches(seed, samples, generator.latent_dim, samples))
-    digits = cycling_labels(samples, NUM_CLASSES) if generator.conditional else None
+    digits = cycling_labels(samples, meter.num_classes) if generator.conditional else None
     return meter.measure(generator.images(latents, digits), asked=digits)
+
+
+def check_measurable(data: ImageData, image_shape: tuple[int, ...]) -> None:
+    """Refuse to measure a model against data of another shape, or data without the classes the classifier needs."""
+    if tuple(image_shape) != data.image_shape:
+        raise DataError(f"the model draws images of {tuple(image_shape)}, {data.name}'s are {data.image_shape}")
+    if not data.measurable:
+        raise DataError(f"{data.name} has no labels (or one class): quality is measured through a classifier of them")

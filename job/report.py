@@ -34,8 +34,8 @@ REPORT_NAME = "report.html"
 # The curves over steps: metrics.jsonl key -> (chart title, y-axis title, legend name).
 CURVES = {
     "frechet_distance": ("Fréchet distance (lower is better)", "Fréchet distance", "Fréchet distance"),
-    "classes_covered": ("Digits covered (at least 5% of the samples)", "digits", "digits covered"),
-    "label_accuracy": ("Drawn as the digit asked for", "share", "drawn as asked"),
+    "classes_covered": ("Classes covered (at least 5% of the samples)", "classes", "classes covered"),
+    "label_accuracy": ("Drawn as the class asked for", "share", "drawn as asked"),
     "d_loss": ("Discriminator loss", "loss", "discriminator"),
     "g_loss": ("Generator loss", "loss", "generator"),
     "d_accuracy": ("Discriminator accuracy", "accuracy", "discriminator accuracy"),
@@ -110,7 +110,7 @@ def read_run(root: Path) -> Run:
 
 
 def ranked(runs: list[Run]) -> list[Run]:
-    """Best first: the lowest final Fréchet distance; on a tie more digits covered, then the order given.
+    """Best first: the lowest final Fréchet distance; on a tie more classes covered, then the order given.
 
     Runs without a quality measurement come last.
     """
@@ -231,8 +231,8 @@ def _chart(chart_id: str, title: str, axis: str, traces: list[tuple[str, str, li
 
 
 def _shares_chart(quality: dict) -> dict:
-    layout = _layout(f"Share of each digit at step {quality['step']}", "share", legend=False)
-    layout["xaxis"] |= {"title": {"text": "digit"}, "dtick": 1}
+    layout = _layout(f"Share of each class at step {quality['step']}", "share", legend=False)
+    layout["xaxis"] |= {"title": {"text": "class"}, "dtick": 1}
     covered = {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": COVERED, "y1": COVERED}
     layout["shapes"] = [covered | {"line": {"dash": "dot"}}]
     layout["annotations"] = [
@@ -246,7 +246,12 @@ def _shares_chart(quality: dict) -> dict:
             "yanchor": "bottom",
         }
     ]
-    bars = {"type": "bar", "x": list(range(10)), "y": quality["class_shares"], "meta": "class_shares"}
+    bars = {
+        "type": "bar",
+        "x": list(range(len(quality["class_shares"]))),
+        "y": quality["class_shares"],
+        "meta": "class_shares",
+    }
     return {"id": "chart-class_shares", "figure": {"data": [bars], "layout": layout}}
 
 

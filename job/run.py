@@ -8,12 +8,13 @@ from job.checkpoints import Checkpoints
 from job.config import ConfigError, TrainConfig
 from job.errors import CheckpointsUnreadable
 from job.gan import Gan, build_gan
-from job.rundir import RunDir
+from job.rundir import RunDir, data_set_of
 from serving.model import first_line
 
 
-def load_run(root: Path, step: int | None = None) -> tuple[TrainConfig, Gan, int]:
-    """The run's config, its GAN restored from checkpoint `step` (the newest by default), and that step."""
+def load_run(root: Path, step: int | None = None) -> tuple[TrainConfig, dict, Gan, int]:
+    """The run's config, what its data is (rundir.data_set_of), its GAN restored from checkpoint `step` (the
+    newest by default), and that step."""
     run = RunDir(root)
     saved = run.saved_config()
     if saved is None:
@@ -22,7 +23,8 @@ def load_run(root: Path, step: int | None = None) -> tuple[TrainConfig, Gan, int
         config = TrainConfig.from_dict(saved)
     except (ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"{run.config} is not a valid run configuration: {error}") from error
-    gan = build_gan(config)
+    data_set = data_set_of(saved)
+    gan = build_gan(config, tuple(data_set["image_shape"]), len(data_set["class_names"]))
     checkpoints = Checkpoints(run.checkpoints, gan.checkpoint(), keep=config.keep_checkpoints)
     if step is None:
         step = checkpoints.restore_latest()
@@ -38,4 +40,4 @@ def load_run(root: Path, step: int | None = None) -> tuple[TrainConfig, Gan, int
             raise CheckpointsUnreadable(
                 f"the checkpoint of step {step} in {run.checkpoints} does not read back ({first_line(error)})"
             ) from error
-    return config, gan, step
+    return config, data_set, gan, step

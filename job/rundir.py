@@ -17,11 +17,12 @@ from pathlib import Path
 import filelock
 
 from job.config import ConfigError, TrainConfig
-from job.data import Mnist, digit_mask, load_mnist, reference_set
+from job.data import ImageData, class_mask, load_data, reference_set
 
 log = logging.getLogger(__name__)
 
 DATA_FINGERPRINT = "data_fingerprint"  # the key in config.json: which data the run trains on
+DATA_SET = "data_set"  # and what it is: its name, image shape and class names
 PREFIX = "ckpt"  # checkpoint N is checkpoints/ckpt-N.index and its data files
 INDEX = re.compile(rf"^{PREFIX}-(\d+)\.index$")
 
@@ -94,7 +95,7 @@ def steps_on_disk(folder: Path) -> list[int]:
 
 
 @contextlib.contextmanager
-def claimed(config: TrainConfig, force: bool) -> Iterator[tuple[RunDir, Mnist]]:
+def claimed(config: TrainConfig, force: bool) -> Iterator[tuple[RunDir, ImageData]]:
     """The run folder of `config`, locked for this start and checked to hold no other run (other settings, other
     data) unless `force`, and the data: all before TensorFlow loads, so a refusal comes at once. A new folder whose
     run fails or is stopped before its first checkpoint is removed again."""
@@ -103,13 +104,11 @@ def claimed(config: TrainConfig, force: bool) -> Iterator[tuple[RunDir, Mnist]]:
     with one_writer(run), _removed_on_failure(run, new_folder):
         if not force:
             check_resumable(run, config)
-        mnist = load_mnist(config.data)
-        digit_mask(mnist, config.digit)  # data that cannot train this run is refused here too, at once
-        if config.quality:
-            reference_set(mnist)
+        data = load_data(config.data, config.image_hw, config.channels)
+        check_trainable(config, data)  # data that cannot train this run is refused here too, at once
         if not force:
-            check_same_data(run, config, mnist.fingerprint())
-        yield run, mnist
+            check_same_data(run, config, data.fingerprint())
+        yield run, data
 
 
 @contextlib.contextmanager
@@ -164,17 +163,33 @@ def check_resumable(run: RunDir, config: TrainConfig) -> None:
         )
 
 
+def check_trainable(config: TrainConfig, data: ImageData) -> None:
+    """Refuse data this run cannot train on: no images of the class asked for, no labels for a conditional model,
+    too few images to measure quality with."""
+    class_mask(data, config.digit)
+    if config.conditional and data.num_classes < 2:
+        raise ConfigError(f"--conditional needs data of two classes or more, {data.name} has {data.num_classes}")
+    if config.quality and data.measurable:
+        reference_set(data)
+
+
 def check_same_data(run: RunDir, config: TrainConfig, data_fingerprint: str) -> None:
     """Refuse a folder that holds a run trained on other data (the same data at another path is fine)."""
     saved = run.saved_config() or {}
     if saved.get(DATA_FINGERPRINT, data_fingerprint) != data_fingerprint:
         raise ConfigError(
             f"{run.root} holds a run trained on other data (fingerprint {saved[DATA_FINGERPRINT]}, "
-            f"--data {config.data or 'keras'} has {data_fingerprint}); choose another --out, or --force"
+            f"--data {config.data} has {data_fingerprint}); choose another --out, or --force"
         )
 
 
-def config_json(config: TrainConfig, data_fingerprint: str) -> str:
-    """What config.json holds: the resolved configuration and the data's fingerprint."""
-    values = config.to_dict() | {DATA_FINGERPRINT: data_fingerprint}
+def data_set_of(saved: dict) -> dict:
+    """What a run's config.json says its data is (ImageData.description); runs from before it said: MNIST."""
+    mnist = {"name": "mnist", "image_shape": [28, 28, 1], "class_names": [str(digit) for digit in range(10)]}
+    return saved.get(DATA_SET, mnist)
+
+
+def config_json(config: TrainConfig, data: ImageData) -> str:
+    """What config.json holds: the resolved configuration, the data's fingerprint and what the data is."""
+    values = config.to_dict() | {DATA_FINGERPRINT: data.fingerprint(), DATA_SET: data.description()}
     return json.dumps(values, indent=2, sort_keys=True) + "\n"

@@ -16,7 +16,7 @@ import tensorflow as tf
 from job import signals
 from job.checkpoints import Checkpoints
 from job.config import TrainConfig
-from job.data import Mnist, reference_images, training_set
+from job.data import ImageData, reference_images, training_set
 from job.errors import Interrupted, TrainingDiverged
 from job.export import export_onnx, metadata
 from job.gan import Gan, TrainStep, build_gan, sample_images
@@ -60,14 +60,14 @@ def train(
     raises Interrupted. A new run that fails before its first checkpoint leaves no folder behind. A start that
     trains to the end logs where its time went and adds a `timings` record to metrics.jsonl.
     """
-    with claimed(config, force) as (run, mnist):
-        return train_claimed(config, run, mnist, force, on_progress)
+    with claimed(config, force) as (run, data):
+        return train_claimed(config, run, data, force, on_progress)
 
 
 def train_claimed(
     config: TrainConfig,
     run: RunDir,
-    mnist: Mnist,
+    data: ImageData,
     force: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> Gan:
@@ -76,19 +76,19 @@ def train_claimed(
     on_progress = on_progress or _log_progress
     log.info("configuration: %s", json.dumps(config.to_dict(), sort_keys=True))
     tf.config.experimental.enable_op_determinism()  # a resumed run ends bit for bit where an uninterrupted one does
-    images, labels = training_set(mnist, config.digit)
+    images, labels = training_set(data, config.digit)
     device = _device()
-    log.info("training on %d images (%s) on %s", len(images), _digits(config), device)
+    log.info("training on %d images of %s (%s) on %s", len(images), _shape_text(data), _classes(config, data), device)
     with timings.part("quality_classifier"):
-        meter = _quality_meter(config, mnist)  # the classifier's one-time training, before the run folder is touched
+        meter = _quality_meter(config, data)  # the classifier's one-time training, before the run folder is touched
     signals.raise_if_requested()
-    gan = build_gan(config)
+    gan = build_gan(config, data.image_shape, data.num_classes)
     checkpoints = Checkpoints(run.checkpoints, gan.checkpoint(), keep=config.keep_checkpoints)
     if force and run.config.exists():
         log.warning("--force: starting a new run in %s; the old run's outputs are removed", run.root)
         run.remove_outputs()
     start = checkpoints.restore_latest()
-    atomic_write_text(run.config, config_json(config, mnist.fingerprint()))
+    atomic_write_text(run.config, config_json(config, data))
     if start:
         log.info("resuming from the checkpoint of step %d", start)
     else:
@@ -106,18 +106,18 @@ def train_claimed(
             log.info("run in %s already finished at step %d: nothing to do", run.root, start)
             return gan
         with timings.part("export"):
-            save_final_models(gan, config, run)
+            save_final_models(gan, config, data, run)
         if start < config.steps:
             log.info("timings: %s", timings.summary())
             append_record(run.metrics, {"step": int(gan.step.numpy()), "timings": timings.record()})
     return gan
 
 
-def save_final_models(gan: Gan, config: TrainConfig, run: RunDir) -> None:
+def save_final_models(gan: Gan, config: TrainConfig, data: ImageData, run: RunDir) -> None:
     """generator.keras and generator.onnx (the moving average when there is one), each written atomically."""
     step = int(gan.step.numpy())
     save_keras_atomically(gan.sampler, run.generator)
-    export_onnx(gan.sampler, run.onnx, metadata(config, step))
+    export_onnx(gan.sampler, run.onnx, metadata(config, data.description(), step))
     log.info("done: step %d, generator saved to %s and %s", step, run.generator, run.onnx)
 
 
@@ -225,24 +225,39 @@ def _log_progress(progress: Progress) -> None:
     )
 
 
-def _digits(config: TrainConfig) -> str:
+def _shape_text(data: ImageData) -> str:
+    height, width, channels = data.image_shape
+    return f"{data.name}, {height}x{width} {'grey' if channels == 1 else 'RGB'}"
+
+
+def _classes(config: TrainConfig, data: ImageData) -> str:
+    if not data.labelled:
+        return "unlabelled"
     if config.conditional:
-        return "all digits, conditional on the label"
-    return "all digits" if config.digit == -1 else f"digit {config.digit}"
+        return f"all {data.num_classes} classes, conditional on the label"
+    return f"all {data.num_classes} classes" if config.digit == -1 else f"class {data.class_names[config.digit]}"
 
 
-def _quality_meter(config: TrainConfig, mnist) -> GanQualityMeter | None:
+def _quality_meter(config: TrainConfig, data: ImageData) -> GanQualityMeter | None:
     if not config.quality:
         return None
-    real = reference_images(mnist)  # refuses data too small to measure, before the classifier's training
-    classifier = load_or_train_classifier(mnist, config.classifier_cache, seed=config.seed)
+    if not data.measurable:
+        log.warning(
+            "quality is off: it is measured through a classifier of the data's classes, and %s has %s",
+            data.name,
+            "no labels" if not data.labelled else "one class",
+        )
+        return None
+    real = reference_images(data)  # refuses data too small to measure, before the classifier's training
+    classifier = load_or_train_classifier(data, config.classifier_cache, seed=config.seed)
     return GanQualityMeter(classifier, real, config.quality_samples, config.latent_dim)
 
 
 def _log_quality(step: int, quality) -> None:
-    line = f"Fréchet distance {quality.frechet_distance:.2f}, {quality.classes_covered} of 10 digits covered"
+    covered = f"{quality.classes_covered} of {len(quality.class_shares)} classes covered"
+    line = f"Fréchet distance {quality.frechet_distance:.2f}, {covered}"
     if quality.label_accuracy is not None:
-        line += f", {quality.label_accuracy:.1%} classified as the digit asked for"
+        line += f", {quality.label_accuracy:.1%} classified as the class asked for"
     log.info("quality at step %d: %s", step, line)
 
 

@@ -70,3 +70,67 @@ def conditional_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("conditional")
     return out, train(short_run_config(out, conditional=True))
+
+
+MNIST = ((28, 28, 1), 10)  # MNIST's image shape and number of classes, for tests that build networks without data
+
+
+# ---- data sets of other shapes, built from the small MNIST subset ---------------------------------------------------
+
+
+def image_folder(root: Path, spec: dict[str, list[tuple[int, int, str]]], seed: int = 0) -> Path:
+    """A folder of PNGs of random pixels: for each class folder name ("" for the folder itself), images of
+    (height, width, pillow mode)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder = root / "images"
+    for name, images in spec.items():
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for index, (height, width, mode) in enumerate(images):
+            shape = (height, width) if mode == "L" else (height, width, 3)
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(folder / name / f"{index}.png")
+    return folder
+
+
+def mnist_arrays() -> dict:
+    import numpy as np
+
+    with np.load(SMALL_MNIST) as npz:
+        return {key: npz[key] for key in npz.files}
+
+
+def tinted_mnist_32(path: Path) -> Path:
+    """MNIST's digits padded to 32x32 and tinted into three channels (digit d in the colour of d), as a .npz."""
+    import numpy as np
+
+    arrays = mnist_arrays()
+    tints = np.random.default_rng(1).uniform(0.4, 1.0, size=(10, 3))
+    for split in ("train", "test"):
+        padded = np.pad(arrays[f"x_{split}"], ((0, 0), (2, 2), (2, 2)))
+        tint = tints[arrays[f"y_{split}"]][:, np.newaxis, np.newaxis, :]
+        arrays[f"x_{split}"] = np.rint(padded[..., np.newaxis] * tint).astype(np.uint8)
+    np.savez(path, **arrays, class_names=np.array([f"tinted {d}" for d in range(10)]))
+    return path
+
+
+def mnist_png_folders(root: Path, per_class: int = 60) -> Path:
+    """The first `per_class` images of digits 0, 1 and 7 as PNG files in class folders named zero, one, seven."""
+    from PIL import Image
+
+    arrays = mnist_arrays()
+    folder = root / "png-digits"
+    for digit, name in ((0, "zero"), (1, "one"), (7, "seven")):
+        (folder / name).mkdir(parents=True)
+        for index, image in enumerate(arrays["x_train"][arrays["y_train"] == digit][:per_class]):
+            Image.fromarray(image).save(folder / name / f"{index:04d}.png")
+    return folder
+
+
+def unlabelled_npz(path: Path) -> Path:
+    """The small MNIST set's training images alone: no labels, no test set."""
+    import numpy as np
+
+    np.savez(path, x_train=mnist_arrays()["x_train"])
+    return path

@@ -25,7 +25,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from job.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
-from tests.conftest import SMALL_MNIST, progress_records, run_cli
+from tests.conftest import SMALL_MNIST, image_folder, progress_records, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -101,12 +101,41 @@ NEW_RUNS = {
     "missing data": NewRun([], "data not found", lambda folder: folder / "nothing.npz"),
     "data that is no npz": NewRun([], "cannot read", lambda folder: _write(folder / "x.npz", b"not a zip file")),
     "npz without x_train": NewRun([], "has no 'x_train'", lambda folder: npz_with(folder, x_train=None)),
-    "images of another shape": NewRun(
-        [], "must be uint8 images", lambda folder: npz_with(folder, x_train=np.zeros((10, 32, 32), np.uint8))
+    "images with 2 channels": NewRun(
+        [], "must be uint8 images", lambda folder: npz_with(folder, x_train=np.zeros((10, 32, 32, 2), np.uint8))
     ),
-    "labels outside 0..9": NewRun(
-        [], "labels outside 0..9", lambda folder: npz_with(folder, y_train=np.full(1000, 11, np.uint8))
+    "test images of another shape": NewRun(
+        [], "differ from x_train's", lambda folder: npz_with(folder, x_train=np.zeros((10, 32, 32), np.uint8))
     ),
+    "images smaller than 8x8": NewRun(
+        [], "too small, at least 8x8", lambda folder: image_folder(folder, {"a": [(4, 4, "L")] * 3})
+    ),
+    "labels of more than 1000 classes": NewRun(
+        [], "labels outside 0..999", lambda folder: npz_with(folder, y_train=np.full(1000, 1000, np.uint16))
+    ),
+    "more than 1000 class folders": NewRun(
+        [],
+        "1001 class folders, more than 1000",
+        lambda folder: image_folder(folder, {str(i): [(8, 8, "L")] for i in range(1001)}),
+    ),
+    "image files of mixed sizes": NewRun(
+        [], "different sizes", lambda folder: image_folder(folder, {"": [(12, 12, "L"), (16, 12, "L")]})
+    ),
+    "an unreadable image file": NewRun(
+        [],
+        "cannot read image",
+        lambda folder: _write(image_folder(folder, {"": [(12, 12, "L")]}) / "bad.png", b"not a png"),
+    ),
+    "an empty folder": NewRun([], "holds no images", lambda folder: _made(folder / "empty")),
+    "a class folder asked of unlabelled images": NewRun(
+        ["--digit", "1"], "has no labels", lambda folder: image_folder(folder, {"": [(12, 12, "L")] * 3})
+    ),
+    "conditional on unlabelled images": NewRun(
+        ["--conditional"], "needs data of two classes", lambda folder: image_folder(folder, {"": [(12, 12, "L")] * 3})
+    ),
+    "an image size that is none": NewRun(["--image-size", "big"], "--image-size"),
+    "an image size below 8x8": NewRun(["--image-size", "4x32"], "at least 8x8"),
+    "two channels": NewRun(["--channels", "2"], "--channels must be 1 (grey) or 3 (RGB)"),
     "empty training set": NewRun(
         [],
         "holds no images",
@@ -123,7 +152,12 @@ NEW_RUNS = {
 
 def _write(path: Path, content: bytes) -> Path:
     path.write_bytes(content)
-    return path
+    return path.parent if path.suffix == ".png" else path
+
+
+def _made(folder: Path) -> Path:
+    folder.mkdir()
+    return folder
 
 
 @pytest.mark.parametrize("case", NEW_RUNS.values(), ids=NEW_RUNS.keys())

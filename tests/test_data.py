@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from job.data import DataError, load_mnist, training_images
+from job.data import DataError, load_data, training_images
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> None:
@@ -22,7 +22,7 @@ def arrays(small_mnist):
 
 
 def test_npz_loads_with_kerass_keys(small_mnist):
-    mnist = load_mnist(small_mnist)
+    mnist = load_data(small_mnist)
     assert mnist.x_train.shape == (1000, 28, 28) and mnist.x_train.dtype == np.uint8
     assert mnist.y_train.shape == (1000,)
     assert mnist.x_test.shape == (200, 28, 28)
@@ -39,13 +39,13 @@ def test_idx_folder_loads_gzipped_or_not(tmp_path, arrays, compress, dotted):
     ]:
         name = stem.replace("-idx", ".idx") if dotted else stem
         write_idx(tmp_path / (name + (".gz" if compress else "")), arrays[key], compress)
-    mnist = load_mnist(tmp_path)
+    mnist = load_data(tmp_path)
     np.testing.assert_array_equal(mnist.x_train, arrays["x_train"])
     np.testing.assert_array_equal(mnist.y_test, arrays["y_test"])
 
 
 def test_digit_filter_keeps_only_that_digit_scaled_to_minus_one_to_one(small_mnist):
-    mnist = load_mnist(small_mnist)
+    mnist = load_data(small_mnist)
     sevens = training_images(mnist, 7)
     assert sevens.shape == ((mnist.y_train == 7).sum(), 28, 28, 1)
     assert sevens.dtype == np.float32
@@ -57,18 +57,18 @@ def test_a_digit_with_no_images_is_an_error(tmp_path, arrays):
     keep = arrays["y_train"] != 3
     np.savez(tmp_path / "no3.npz", x_train=arrays["x_train"][keep], y_train=arrays["y_train"][keep])
     with pytest.raises(DataError, match="no images of digit 3"):
-        training_images(load_mnist(tmp_path / "no3.npz"), 3)
+        training_images(load_data(tmp_path / "no3.npz"), 3)
 
 
 def test_missing_file_is_an_error(tmp_path):
     with pytest.raises(DataError, match="not found"):
-        load_mnist(tmp_path / "nope.npz")
+        load_data(tmp_path / "nope.npz")
 
 
 def test_a_file_that_is_not_npz_is_an_error(tmp_path):
     (tmp_path / "junk.npz").write_text("hello")
     with pytest.raises(DataError, match="cannot read"):
-        load_mnist(tmp_path / "junk.npz")
+        load_data(tmp_path / "junk.npz")
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ def test_wrong_arrays_are_errors(tmp_path, arrays, change, message):
     change(arrays)
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(DataError, match=message):
-        load_mnist(tmp_path / "bad.npz")
+        load_data(tmp_path / "bad.npz")
 
 
 def test_idx_file_with_a_bad_magic_number_is_an_error(tmp_path, arrays):
@@ -95,7 +95,7 @@ def test_idx_file_with_a_bad_magic_number_is_an_error(tmp_path, arrays):
     raw[2] = 0x0D  # float data, not unsigned bytes
     (tmp_path / "train-labels-idx1-ubyte").write_bytes(bytes(raw))
     with pytest.raises(DataError, match="magic number"):
-        load_mnist(tmp_path)
+        load_data(tmp_path)
 
 
 def test_truncated_idx_file_is_an_error(tmp_path, arrays):
@@ -104,9 +104,9 @@ def test_truncated_idx_file_is_an_error(tmp_path, arrays):
     raw = (tmp_path / "train-images-idx3-ubyte").read_bytes()
     (tmp_path / "train-images-idx3-ubyte").write_bytes(raw[:-100])
     with pytest.raises(DataError, match="header promises"):
-        load_mnist(tmp_path)
+        load_data(tmp_path)
 
 
 def test_folder_without_training_files_is_an_error(tmp_path):
     with pytest.raises(DataError, match="train-images-idx3-ubyte"):
-        load_mnist(tmp_path)
+        load_data(tmp_path)

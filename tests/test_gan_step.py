@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from job.config import TrainConfig
-from job.data import load_mnist, training_images, training_set
+from job.data import load_data, training_images, training_set
 from job.gan import EMA_EVERY, TrainStep, build_gan
+from tests.conftest import MNIST
 
 
 def snapshot(model) -> list[np.ndarray]:
@@ -21,8 +22,8 @@ def same(a, b) -> bool:
 @pytest.fixture
 def step(small_mnist):
     config = TrainConfig(out=Path("unused"), seed=1)
-    gan = build_gan(config)
-    return TrainStep(gan, training_images(load_mnist(small_mnist), -1), config.batch)
+    gan = build_gan(config, *MNIST)
+    return TrainStep(gan, training_images(load_data(small_mnist), -1), config.batch)
 
 
 def test_discriminator_step_changes_the_discriminator_only(step):
@@ -51,8 +52,8 @@ def test_compiled_steps_count_steps_and_return_finite_means(step):
 @pytest.fixture
 def conditional_step(small_mnist):
     config = TrainConfig(out=Path("unused"), seed=1, conditional=True)
-    images, labels = training_set(load_mnist(small_mnist), -1)
-    return TrainStep(build_gan(config), images, config.batch, labels)
+    images, labels = training_set(load_data(small_mnist), -1)
+    return TrainStep(build_gan(config, *MNIST), images, config.batch, labels)
 
 
 def test_conditional_generator_step_also_leaves_the_discriminator_untouched(conditional_step):
@@ -67,7 +68,7 @@ def test_conditional_generator_step_also_leaves_the_discriminator_untouched(cond
 
 def test_conditional_models_take_the_digit_label():
     config = TrainConfig(out=Path("unused"), conditional=True)
-    gan = build_gan(config)
+    gan = build_gan(config, *MNIST)
     assert [i.name for i in gan.generator.inputs] == ["z", "label"]
     assert [i.name for i in gan.discriminator.inputs] == ["image", "label"]
     images = gan.generator([np.zeros((4, 100), "float32"), np.arange(4, dtype="int32")]).numpy()
@@ -81,7 +82,7 @@ def test_ema_follows_the_generator_and_is_what_samples_are_drawn_from(conditiona
     for average, weight, start in zip(
         snapshot(gan.ema_generator),
         snapshot(gan.generator),
-        snapshot(build_gan(TrainConfig(out=Path("unused"), seed=1, conditional=True)).generator),
+        snapshot(build_gan(TrainConfig(out=Path("unused"), seed=1, conditional=True), *MNIST).generator),
         strict=True,
     ):
         # between where the generator started and where it is now, nearer to now early on (warm-up)
@@ -90,7 +91,7 @@ def test_ema_follows_the_generator_and_is_what_samples_are_drawn_from(conditiona
 
 def test_seed_preset_is_the_tutorial_without_ema():
     config = TrainConfig(out=Path("unused"), preset="seed")
-    gan = build_gan(config)
+    gan = build_gan(config, *MNIST)
     assert gan.ema_generator is None and gan.sampler is gan.generator
     assert TrainConfig(out=Path("unused"), preset="seed", ema=True).ema_decay == 0.999
     assert TrainConfig(out=Path("unused"), ema=False).ema_decay == 0.0
@@ -98,8 +99,8 @@ def test_seed_preset_is_the_tutorial_without_ema():
 
 def test_the_moving_average_moves_every_ema_every_steps_by_the_decay_of_all_of_them(small_mnist):
     config = TrainConfig(out=Path("unused"), seed=1)
-    gan = build_gan(config)
-    train_steps = TrainStep(gan, training_images(load_mnist(small_mnist), -1), config.batch).compiled()
+    gan = build_gan(config, *MNIST)
+    train_steps = TrainStep(gan, training_images(load_data(small_mnist), -1), config.batch).compiled()
     start = snapshot(gan.ema_generator)
     train_steps(np.int32(EMA_EVERY - 1))
     assert same(snapshot(gan.ema_generator), start)  # not yet

@@ -4,7 +4,7 @@ digit, and for conditional models the share classified as the digit asked for.""
 import numpy as np
 import pytest
 
-from job.data import load_mnist, reference_images, to_unit_range
+from job.data import load_data, reference_images, to_unit_range
 from job.quality import QualityMeter, frechet_distance, load_or_train_classifier
 from tests.conftest import SMALL_MNIST
 
@@ -26,7 +26,7 @@ def test_frechet_distance_matches_the_closed_form_for_diagonal_gaussians():
 
 @pytest.fixture(scope="module")
 def meter(tmp_path_factory):
-    mnist = load_mnist(SMALL_MNIST)
+    mnist = load_data(SMALL_MNIST)
     classifier = load_or_train_classifier(mnist, tmp_path_factory.mktemp("cache"), epochs=8)
     return mnist, QualityMeter(classifier, reference_images(mnist))
 
@@ -49,7 +49,7 @@ def test_a_collapsed_generator_covers_one_digit(meter):
 
 
 def test_the_classifier_is_trained_once_per_data_set_and_cached(tmp_path, caplog):
-    mnist = load_mnist(SMALL_MNIST)
+    mnist = load_data(SMALL_MNIST)
     caplog.set_level("INFO")
     load_or_train_classifier(mnist, tmp_path, epochs=1)
     assert (tmp_path / f"classifier-{mnist.fingerprint()}.keras").is_file()

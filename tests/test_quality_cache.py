@@ -7,18 +7,18 @@ import sys
 import keras
 import pytest
 
-from job.data import load_mnist
+from job.data import load_data
 from job.quality import load_or_train_classifier
 from tests.conftest import SMALL_MNIST
 
 TRAIN_INTO_CACHE = (
-    "import sys; from job.data import load_mnist; from job.quality import load_or_train_classifier; "
-    "load_or_train_classifier(load_mnist(sys.argv[1]), sys.argv[2], epochs=1)"
+    "import sys; from job.data import load_data; from job.quality import load_or_train_classifier; "
+    "load_or_train_classifier(load_data(sys.argv[1]), sys.argv[2], epochs=1)"
 )
 
 
 def test_an_unreadable_cached_classifier_is_a_miss_that_is_retrained_and_replaced(tmp_path, caplog):
-    mnist = load_mnist(SMALL_MNIST)
+    mnist = load_data(SMALL_MNIST)
     cached = tmp_path / f"classifier-{mnist.fingerprint()}.keras"
     cached.write_bytes(b"not a keras file: a truncated copy, say")
     caplog.set_level("INFO")
@@ -36,5 +36,5 @@ def test_first_runs_side_by_side_both_succeed_and_leave_one_valid_classifier(tmp
         for _ in range(2)
     ]
     assert [run.wait(timeout=300) for run in runs] == [0, 0]
-    assert [p.name for p in tmp_path.iterdir()] == [f"classifier-{load_mnist(SMALL_MNIST).fingerprint()}.keras"]
+    assert [p.name for p in tmp_path.iterdir()] == [f"classifier-{load_data(SMALL_MNIST).fingerprint()}.keras"]
     assert keras.models.load_model(next(tmp_path.iterdir())).name == "mnist_classifier"
