@@ -1,1 +1,1 @@
-"""Generate MNIST digits from an exported generator with onnxruntime alone (never TensorFlow)."""
+"""Generate images (MNIST digits, or any data's) from an exported generator with onnxruntime alone (no TensorFlow)."""

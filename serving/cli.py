@@ -1,8 +1,10 @@
-"""`gan-digits`: generate MNIST digits from an exported generator with onnxruntime, numpy and pillow alone."""
+"""`gan-digits`: generate images (MNIST digits, or whatever the model learnt) from an exported generator with
+onnxruntime, numpy and pillow alone."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -17,10 +19,10 @@ import numpy as np
 
 from serving.files import atomic_write
 from serving.images import grid, grid_size, to_uint8
-from serving.model import IMAGE_SHAPE, NUM_CLASSES, Generator, ModelError, cycling_labels, latent_batches
+from serving.model import Generator, ModelError, class_listing, cycling_labels, latent_batches
 from serving.oneline import OneLineErrors
 
-MAX_GRID_PIXELS = 100_000_000  # a grid is built whole in memory: 100 megapixels is 100 MB of greyscale
+MAX_GRID_PIXELS = 100_000_000  # a grid is built whole in memory: 100 megapixels is 100 MB grey, 300 MB RGB
 MAX_FRAMES = 1000  # an interpolation is drawn whole in memory, frame by frame
 SEED = click.IntRange(min=0)  # what numpy's generators accept
 
@@ -37,32 +39,40 @@ model_option = click.option(
     required=True,
     help="An exported generator (.onnx), e.g. RUN/generator.onnx.",
 )
+# A class by its index or by its name (`gan-digits info` lists both): for MNIST, the index is the digit.
+digit_option = click.option(
+    "--digit",
+    type=int,
+    default=None,
+    metavar="D",
+    help="The class by its index, from 0 (for MNIST: the digit D); `gan-digits info` lists the model's classes.",
+)
+class_option = click.option(
+    "--class", "class_name", metavar="NAME", default=None, help="The class by its name, instead of --digit."
+)
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="mnist-gan")
 def main() -> None:
-    """Generate MNIST digits from a generator exported by gan-job (no TensorFlow needed)."""
+    """Generate images from a generator exported by gan-job (no TensorFlow needed): MNIST digits, or the classes of
+    whatever data it was trained on."""
 
 
 @main.command()
 @model_option
-@click.option("-n", "--count", type=click.IntRange(min=1), default=16, show_default=True, help="How many digits.")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="The same seed gives the same digits.")
-@click.option(
-    "--digit",
-    type=click.IntRange(0, 9),
-    default=None,
-    help="The digit to generate: any, for a conditional model (without it, a grid has one row per digit); "
-    "for a model trained on one digit, that one.",
-)
+@click.option("-n", "--count", type=click.IntRange(min=1), default=16, show_default=True, help="How many images.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="The same seed gives the same images.")
+@digit_option
+@class_option
 @click.option(
     "--format",
     "output_format",
     type=click.Choice(["grid", "png", "npy"]),
     default="grid",
     show_default=True,
-    help="grid: one PNG of all digits; png: a folder with one PNG per digit; npy: a uint8 array (N, height, width).",
+    help="grid: one PNG of all images; png: a folder with one PNG per image; npy: a uint8 array (N, height, width), "
+    "(N, height, width, 3) for RGB.",
 )
 @click.option("--scale", type=click.IntRange(1, 64), default=2, show_default=True, help="Pixels per model pixel.")
 @click.option("--columns", type=click.IntRange(min=1), default=None, help="Grid columns [default: about √n].")
@@ -71,7 +81,7 @@ def main() -> None:
     type=click.IntRange(min=1),
     default=1024,
     show_default=True,
-    help="Digits per model call: memory stays flat whatever -n is.",
+    help="Images per model call: memory stays flat whatever -n is.",
 )
 @click.option(
     "--out",
@@ -84,23 +94,27 @@ def generate(
     count: int,
     seed: int,
     digit: int | None,
+    class_name: str | None,
     output_format: str,
     scale: int,
     columns: int | None,
     batch_size: int,
     out: Path,
 ) -> None:
-    """Generate COUNT digits from latents drawn with SEED."""
+    """Generate -n images from latents drawn with --seed.
+
+    A conditional model draws the class that --digit or --class chooses; without either, a grid has one row per
+    class. A model trained on one class draws that one."""
     generator = _load(model)
-    _check(generator.check_digit, digit)
+    label = _chosen_class(generator, digit, class_name)
     _check_output(out, output_format)
     began = time.perf_counter()
-    if output_format == "grid" and generator.conditional and digit is None:
-        columns = columns or math.ceil(count / NUM_CLASSES)  # one row per digit, 0 to 9
+    if output_format == "grid" and generator.conditional and label is None:
+        columns = columns or math.ceil(count / generator.num_classes)  # one row per class
     if output_format == "grid":
-        _check_grid_size(count, columns, scale)
+        _check_grid_size(generator, count, columns, scale)
     batches = _image_batches(
-        generator, seed, count, batch_size, digit, row=columns if output_format == "grid" else None
+        generator, seed, count, batch_size, label, row=columns if output_format == "grid" else None
     )
     with _writing(out):
         if output_format == "npy":
@@ -111,28 +125,23 @@ def generate(
             images = np.concatenate(list(batches))
             with atomic_write(out) as file:
                 grid(images, columns=columns, scale=scale).save(file, format="PNG")
-    click.echo(f"wrote {count} digits to {out} in {time.perf_counter() - began:.2f} s", err=True)
+    click.echo(f"wrote {count} {_images_word(generator)} to {out} in {time.perf_counter() - began:.2f} s", err=True)
 
 
 @main.command()
 @model_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def info(model: Path, as_json: bool) -> None:
-    """Print the model's inputs, outputs and metadata."""
+    """Print what the model draws (image shape, data, classes), its inputs, outputs and metadata."""
     generator = _load(model)
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "model": str(model),
-                    "inputs": [{"name": t.name, "shape": list(t.shape), "type": t.type} for t in generator.inputs],
-                    "outputs": [{"name": t.name, "shape": list(t.shape), "type": t.type} for t in generator.outputs],
-                    "metadata": generator.metadata,
-                }
-            )
-        )
+        click.echo(json.dumps(_info_record(generator, model)))
         return
+    height, width, channels = generator.image_shape
     click.echo(f"model:    {model}")
+    click.echo(f"data:     {generator.data_name}")
+    click.echo(f"images:   {height} x {width} x {channels} (height x width x channels, {_colours(generator)})")
+    click.echo(f"classes:  {_classes_line(generator)}")
     click.echo(f"inputs:   {'; '.join(map(str, generator.inputs))}")
     click.echo(f"outputs:  {'; '.join(map(str, generator.outputs))}")
     click.echo("metadata:")
@@ -140,14 +149,45 @@ def info(model: Path, as_json: bool) -> None:
         click.echo(f"  {key}: {value}")
 
 
+def _info_record(generator: Generator, model: Path) -> dict:
+    return {
+        "model": str(model),
+        "data": generator.data_name,
+        "image_shape": list(generator.image_shape),
+        "class_names": generator.class_names,  # index = label; [] for unlabelled data
+        "conditional": generator.conditional,
+        "trained_class": generator.trained_class,  # -1: all classes
+        "inputs": [{"name": t.name, "shape": list(t.shape), "type": t.type} for t in generator.inputs],
+        "outputs": [{"name": t.name, "shape": list(t.shape), "type": t.type} for t in generator.outputs],
+        "metadata": generator.metadata,
+    }
+
+
+def _colours(generator: Generator) -> str:
+    return "grey" if generator.image_shape[2] == 1 else "RGB"
+
+
+def _classes_line(generator: Generator) -> str:
+    """The classes with their indices, and which of them the model draws."""
+    if not generator.class_names:
+        return "none (unlabelled data)"
+    listing = f"{generator.num_classes}: {class_listing(generator.class_names)}"
+    if generator.conditional:
+        return f"{listing}; conditional: --digit or --class chooses"
+    if generator.trained_class == -1:
+        return f"{listing}; trained on all without labels"
+    return f"{listing}; trained on {generator.class_label(generator.trained_class)} only"
+
+
 @main.command()
 @model_option
-@click.option("--from", "from_seed", type=SEED, required=True, help="Seed of the first digit.")
-@click.option("--to", "to_seed", type=SEED, required=True, help="Seed of the last digit.")
+@click.option("--from", "from_seed", type=SEED, required=True, help="Seed of the first image.")
+@click.option("--to", "to_seed", type=SEED, required=True, help="Seed of the last image.")
 @click.option(
     "--steps", type=click.IntRange(2, MAX_FRAMES), default=10, show_default=True, help="Frames, both ends included."
 )
-@click.option("--digit", type=click.IntRange(0, 9), default=None, help="The digit (conditional models need it).")
+@digit_option
+@class_option
 @click.option("--scale", type=click.IntRange(1, 64), default=2, show_default=True, help="Pixels per model pixel.")
 @click.option("--frame-ms", type=click.IntRange(min=10), default=120, show_default=True, help="GIF frame duration.")
 @click.option(
@@ -157,20 +197,30 @@ def info(model: Path, as_json: bool) -> None:
     help="A .png (a strip of frames) or a .gif (an animation).",
 )
 def interpolate(
-    model: Path, from_seed: int, to_seed: int, steps: int, digit: int | None, scale: int, frame_ms: int, out: Path
+    model: Path,
+    from_seed: int,
+    to_seed: int,
+    steps: int,
+    digit: int | None,
+    class_name: str | None,
+    scale: int,
+    frame_ms: int,
+    out: Path,
 ) -> None:
-    """Walk the latent space from the first digit of --from's seed to the first digit of --to's."""
+    """Walk the latent space from the first image of --from's seed to the first image of --to's (a conditional
+    model: within the class that --digit or --class chooses)."""
     generator = _load(model)
-    _check(generator.check_digit, digit)
-    if generator.conditional and digit is None:
-        raise BadInput(f"{model} is a conditional model: choose the digit to walk through with --digit")
+    label = _chosen_class(generator, digit, class_name)
+    if generator.conditional and label is None:
+        word = generator.class_word[0]
+        raise BadInput(f"{model} is a conditional model: choose the {word} to walk through with --digit or --class")
     if out.suffix.lower() not in (".png", ".gif"):
         raise BadInput(f"--out must end in .png (a strip) or .gif (an animation), got {out.name}")
-    _check_grid_size(steps, steps if out.suffix.lower() == ".png" else 1, scale)
+    _check_grid_size(generator, steps, steps if out.suffix.lower() == ".png" else 1, scale)
     start, end = (next(latent_batches(seed, 1, generator.latent_dim, 1))[0] for seed in (from_seed, to_seed))
     latents = np.stack([slerp(start, end, t) for t in np.linspace(0.0, 1.0, steps)])
     with _writing(out), atomic_write(out) as file:
-        images = to_uint8(generator.images(latents, _labels(generator, digit, 0, steps, None)))
+        images = to_uint8(generator.images(latents, _labels(generator, label, 0, steps, None)))
         if out.suffix.lower() == ".gif":
             frames = [grid(image[np.newaxis], scale=scale, padding=0) for image in images]
             frames[0].save(file, format="GIF", save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
@@ -195,32 +245,36 @@ def _load(path: Path) -> Generator:
         raise BadInput(str(error)) from error
 
 
-def _check(check, *args) -> None:
+def _chosen_class(generator: Generator, digit: int | None, class_name: str | None) -> int | None:
     try:
-        check(*args)
+        return generator.choose_class(digit, class_name)
     except ModelError as error:
         raise BadInput(str(error)) from error
 
 
-def _labels(generator: Generator, digit: int | None, start: int, count: int, row: int | None) -> np.ndarray | None:
-    """Labels of a conditional model's digits start..start+count: the digit asked for; else, in a grid of `row`
-    columns, digit r on row r; else 0-9 in turn."""
+def _images_word(generator: Generator) -> str:
+    return "digits" if generator.of_digits else "images"
+
+
+def _labels(generator: Generator, label: int | None, start: int, count: int, row: int | None) -> np.ndarray | None:
+    """Labels of a conditional model's images start..start+count: the class asked for; else, in a grid of `row`
+    columns, class r on row r; else every class in turn."""
     if not generator.conditional:
         return None
-    if digit is not None:
-        return np.full(count, digit, dtype=np.int64)
-    return cycling_labels(count, NUM_CLASSES, start, every=row or 1)
+    if label is not None:
+        return np.full(count, label, dtype=np.int64)
+    return cycling_labels(count, generator.num_classes, start, every=row or 1)
 
 
-def _image_batches(generator: Generator, seed: int, count: int, batch_size: int, digit: int | None, row=None):
-    """uint8 images (B, height, width), batch after batch; a progress bar on a terminal for large counts."""
+def _image_batches(generator: Generator, seed: int, count: int, batch_size: int, label: int | None, row=None):
+    """uint8 images (B, height, width[, 3]), batch after batch; a progress bar on a terminal for large counts."""
     done = 0
     with contextlib.ExitStack() as stack:
         bar = None
         if count > 10 * batch_size and sys.stderr.isatty():
             bar = stack.enter_context(click.progressbar(length=count, label="generating", file=sys.stderr))
         for latents in latent_batches(seed, count, generator.latent_dim, batch_size):
-            yield to_uint8(generator.images(latents, _labels(generator, digit, done, len(latents), row)))
+            yield to_uint8(generator.images(latents, _labels(generator, label, done, len(latents), row)))
             done += len(latents)
             if bar is not None:
                 bar.update(len(latents))
@@ -237,14 +291,14 @@ def _check_output(out: Path, output_format: str) -> None:
         raise BadInput(f"--out {out} is a folder: --format {output_format} writes a file")
 
 
-def _check_grid_size(count: int, columns: int | None, scale: int) -> None:
+def _check_grid_size(generator: Generator, count: int, columns: int | None, scale: int) -> None:
     """Refuse a grid picture too large to hold in memory, before any work is done."""
-    width, height = grid_size(count, IMAGE_SHAPE[:2], columns, scale)
+    width, height = grid_size(count, generator.image_shape[:2], columns, scale)
     if width * height > MAX_GRID_PIXELS:
         raise BadInput(
-            f"a grid of {count} digits at --scale {scale} would be {width}x{height} pixels (more than "
-            f"{MAX_GRID_PIXELS // 1_000_000} megapixels): ask for fewer or a smaller --scale (generate also has "
-            "--format png and npy, which need no grid)"
+            f"a grid of {count} {_images_word(generator)} at --scale {scale} would be {width}x{height} pixels "
+            f"(more than {MAX_GRID_PIXELS // 1_000_000} megapixels): ask for fewer or a smaller --scale "
+            "(generate also has --format png and npy, which need no grid)"
         )
 
 
@@ -262,11 +316,14 @@ def _writing(out: Path):
 
 
 def _write_npy(batches, count: int, out: Path) -> None:
-    # The .npy header first, then each batch as it comes: 100,000 digits never sit in memory at once.
+    # The .npy header first, then each batch as it comes: 100,000 images never sit in memory at once. The first
+    # batch gives the header its image shape, as to_uint8 made it: (H, W) grey, (H, W, 3) RGB.
+    batches = iter(batches)
+    first = next(batches)
     with atomic_write(out) as file:
-        header = {"descr": np.dtype(np.uint8).str, "fortran_order": False, "shape": (count, *IMAGE_SHAPE[:2])}
+        header = {"descr": np.dtype(np.uint8).str, "fortran_order": False, "shape": (count, *first.shape[1:])}
         np.lib.format.write_array_header_1_0(file, header)
-        for images in batches:
+        for images in itertools.chain([first], batches):
             file.write(np.ascontiguousarray(images).tobytes())
 
 

@@ -1,4 +1,5 @@
-"""`gan-digits` generates digits from an exported model with onnxruntime alone."""
+"""`gan-digits` generates digits from an exported MNIST model with onnxruntime alone (other data and shapes:
+test_serving_shapes.py)."""
 
 import json
 from pathlib import Path
@@ -77,6 +78,16 @@ def test_info_prints_inputs_outputs_and_metadata(model):
     assert "step: 300" in result.output and "latent_dim: 100" in result.output
     parsed = json.loads(gan_digits("info", "--model", model, "--json").output)
     assert parsed["metadata"]["digit"] == "-1" and parsed["inputs"][0]["name"] == "z"
+
+
+def test_a_model_exported_before_shapes_were_recorded_is_of_mnist_digits(model):
+    # The job's export records no image_shape, data or class_names yet: such models are MNIST's, as they always were.
+    text = gan_digits("info", "--model", model).output
+    assert "data:     mnist" in text
+    assert "images:   28 x 28 x 1 (height x width x channels, grey)" in text
+    assert "classes:  10: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9; trained on all without labels" in text
+    parsed = json.loads(gan_digits("info", "--model", model, "--json").output)
+    assert parsed["class_names"] == [str(d) for d in range(10)] and parsed["image_shape"] == [28, 28, 1]
 
 
 def interpolate(model, out, *extra):
@@ -226,6 +237,19 @@ def test_conditional_grid_shows_each_digit_on_its_own_row(conditional_run, tmp_p
     asked.clear()
     assert gan_digits("generate", "--model", model, "-n", 5, "--digit", 7, "--out", tmp_path / "7.png").exit_code == 0
     assert asked == [7] * 5
+    asked.clear()
+    assert gan_digits("generate", "--model", model, "-n", 2, "--class", 3, "--out", tmp_path / "3.png").exit_code == 0
+    assert asked == [3] * 2  # MNIST's class names are the digits
+
+
+def test_a_digit_a_conditional_mnist_model_does_not_have_is_refused(conditional_run, tmp_path):
+    model = conditional_run[0] / "generator.onnx"
+    result = gan_digits("generate", "--model", model, "--digit", 10, "--out", tmp_path / "g.png")
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert "--digit 10 is out of range" in result.output and "has 10 digits, 0..9" in result.output
+    result = gan_digits("generate", "--model", model, "--class", "seven", "--out", tmp_path / "g.png")
+    assert result.exit_code == 2 and "has no digit 'seven'; its digits: 0, 1, 2" in result.output
+    assert not (tmp_path / "g.png").exists()
 
 
 def test_interpolating_a_conditional_model_needs_a_digit(conditional_run, tmp_path):
