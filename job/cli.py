@@ -39,7 +39,7 @@ def _option(name: str, **kwargs):
 def _config_option(name: str, declared: Option):
     """The click option of one TrainConfig field, from its declaration in job/config.py."""
     kind, default, flag = option_type(name), default_of(name), flag_of(name)
-    kwargs = {"help": declared.help}
+    kwargs = {"help": declared.help} | ({"metavar": declared.metavar} if declared.metavar else {})
     if default is REQUIRED:
         kwargs |= {"required": True, "show_default": False}
     else:

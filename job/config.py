@@ -53,6 +53,7 @@ class Option:
     resumable: bool = False
     default_text: str | None = None  # what --help shows as the default, where the value itself would mislead
     folder: bool = False  # a path option that names a folder, never a file
+    metavar: str | None = None  # what --help and README show for the value, where the type alone would mislead
 
 
 def option(default=dataclasses.MISSING, **kwargs) -> typing.Any:
@@ -73,12 +74,16 @@ class TrainConfig:
         ".npz (x_train (N,H,W[,C]) uint8, y_train optional), a folder of IDX files, or a folder of PNG/JPEG images "
         "(flat: unlabelled; one subfolder per class: labelled).",
         resumable=True,
+        metavar="NAME|PATH",
     )
     image_size: str | None = option(
-        None, help="Resize every image to HxW (e.g. 32x32; one number for a square).", default_text="as the data"
+        None,
+        help="Resize every image to HxW (e.g. 32x32; one number for a square).",
+        default_text="as the data",
+        metavar="HxW",
     )
     channels: int | None = option(
-        None, min=1, max=3, help="1 (grey) or 3 (RGB): convert every image.", default_text="as the data"
+        None, min=1, max=3, help="1 (grey) or 3 (RGB): convert every image.", default_text="as the data", metavar="1|3"
     )
     arch: str = option(
         "mlp",

@@ -14,7 +14,11 @@ README = Path(__file__).parents[1] / "README.md"
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"digit": 10}, "--digit"),
+        ({"digit": 1000}, "--digit"),
+        ({"image_size": "32y32"}, "--image-size"),
+        ({"image_size": "4"}, "--image-size must be at least 8x8"),
+        ({"channels": 2}, "--channels must be 1"),
+        ({"arch": "resnet"}, "--arch must be one of"),
         ({"digit": -2}, "--digit"),
         ({"steps": 0}, "--steps must be positive"),
         ({"batch": -2}, "--batch must be positive"),
@@ -89,7 +93,9 @@ def test_readme_lists_every_train_option_with_its_default():
     assert {flag.split("/")[0] for flag in listed} | {"--out"} == {p.opts[0] for p in parameters.values()}
     for flag, shown in listed.items():
         param = next(p for p in parameters.values() if p.opts[0] == flag.split("/")[0])
-        if isinstance(param.type, click.Choice):
+        if param.name in DECLARED and DECLARED[param.name].metavar:
+            assert shown == DECLARED[param.name].metavar, flag
+        elif isinstance(param.type, click.Choice):
             assert shown == "|".join(param.type.choices), flag
         elif isinstance(param.type, click.IntRange) and param.type.max is not None and param.type.max < 100:
             assert shown == f"{param.type.min}..{param.type.max}", flag

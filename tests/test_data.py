@@ -1,4 +1,5 @@
-"""MNIST comes from a Keras-style .npz or a folder of IDX files; anything else is a one-line DataError."""
+"""MNIST-style data (a Keras-style .npz or a folder of IDX files) loads as (N, H, W, C) images; anything else is a
+one-line DataError. Other shapes and sources: tests/test_data_sources.py."""
 
 import gzip
 from pathlib import Path
@@ -23,9 +24,10 @@ def arrays(small_mnist):
 
 def test_npz_loads_with_kerass_keys(small_mnist):
     mnist = load_data(small_mnist)
-    assert mnist.x_train.shape == (1000, 28, 28) and mnist.x_train.dtype == np.uint8
+    assert mnist.x_train.shape == (1000, 28, 28, 1) and mnist.x_train.dtype == np.uint8
     assert mnist.y_train.shape == (1000,)
-    assert mnist.x_test.shape == (200, 28, 28)
+    assert mnist.x_test.shape == (200, 28, 28, 1)
+    assert mnist.class_names == tuple("0123456789") and mnist.name == "mnist_small"
 
 
 @pytest.mark.parametrize("compress", [False, True])
@@ -40,7 +42,7 @@ def test_idx_folder_loads_gzipped_or_not(tmp_path, arrays, compress, dotted):
         name = stem.replace("-idx", ".idx") if dotted else stem
         write_idx(tmp_path / (name + (".gz" if compress else "")), arrays[key], compress)
     mnist = load_data(tmp_path)
-    np.testing.assert_array_equal(mnist.x_train, arrays["x_train"])
+    np.testing.assert_array_equal(mnist.x_train, arrays["x_train"][..., np.newaxis])
     np.testing.assert_array_equal(mnist.y_test, arrays["y_test"])
 
 
@@ -56,7 +58,7 @@ def test_digit_filter_keeps_only_that_digit_scaled_to_minus_one_to_one(small_mni
 def test_a_digit_with_no_images_is_an_error(tmp_path, arrays):
     keep = arrays["y_train"] != 3
     np.savez(tmp_path / "no3.npz", x_train=arrays["x_train"][keep], y_train=arrays["y_train"][keep])
-    with pytest.raises(DataError, match="no images of digit 3"):
+    with pytest.raises(DataError, match="no images of class 3"):
         training_images(load_data(tmp_path / "no3.npz"), 3)
 
 
@@ -74,11 +76,12 @@ def test_a_file_that_is_not_npz_is_an_error(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda a: a.pop("y_train"), "no 'y_train'"),
-        (lambda a: a.update(x_train=a["x_train"][:, :27]), r"shape \(N, 28, 28\)"),
+        (lambda a: a.pop("y_train"), "both splits have labels"),
+        (lambda a: a.update(x_train=a["x_train"][:, :27]), "x_test's images"),
         (lambda a: a.update(x_train=a["x_train"].astype(np.float32)), "must be uint8"),
+        (lambda a: a.update(x_train=a["x_train"][..., np.newaxis].repeat(2, -1)), r"1 or 3\)"),
         (lambda a: a.update(y_train=a["y_train"][:10]), "integer labels"),
-        (lambda a: a.update(y_train=a["y_train"] + 5), "outside 0..9"),
+        (lambda a: a.update(y_train=a["y_train"].astype(int) - 1), "outside 0..999"),
     ],
 )
 def test_wrong_arrays_are_errors(tmp_path, arrays, change, message):
@@ -108,5 +111,5 @@ def test_truncated_idx_file_is_an_error(tmp_path, arrays):
 
 
 def test_folder_without_training_files_is_an_error(tmp_path):
-    with pytest.raises(DataError, match="train-images-idx3-ubyte"):
+    with pytest.raises(DataError, match="holds no images"):
         load_data(tmp_path)
