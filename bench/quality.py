@@ -1,11 +1,13 @@
-"""Sample quality of the presets, side by side in one run: `--preset seed` (the tutorial), `--preset default`, and
-`--preset default --conditional`, and `--preset default --no-ema` (the same training as default: what the moving
-average adds), trained for the same steps on the same data with the same seed.
+"""Sample quality of the presets and architectures, side by side in one run: `--preset seed` (the tutorial),
+`--preset default`, `--preset default --conditional`, `--preset default --no-ema` (the same training as default:
+what the moving average adds), and `--arch dcgan` with and without `--conditional`, trained for the same steps on the
+same data with the same seed.
 
 Each variant is a real `gan-job train` run; its quality is what the job itself logs every `--sample-every` steps: the
 Fréchet distance between classifier features of 2,000 samples and of the real test images, how many digits cover
 at least 5% of the samples, the smallest digit share, and for the conditional model the share classified as the
-digit asked for.
+digit asked for. Beside it, each run's wall time, the time inside its compiled training calls and its steps/s there
+(the run's `timings` record): the figures for an equal-wall-time comparison.
 
     python bench/quality.py --data ../shared/data/mnist.npz [--steps 10000] [--seed 0] [--variants default seed]
 
@@ -20,6 +22,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -28,10 +31,13 @@ VARIANTS = {
     "default": ["--preset", "default"],
     "default_no_ema": ["--preset", "default", "--no-ema"],
     "conditional": ["--preset", "default", "--conditional"],
+    "dcgan": ["--preset", "default", "--arch", "dcgan"],
+    "dcgan_conditional": ["--preset", "default", "--arch", "dcgan", "--conditional"],
 }
 
 
-def train(name: str, extra: list[str], args, scratch: Path) -> list[dict]:
+def train(name: str, extra: list[str], args, scratch: Path) -> dict:
+    """One variant's run: its quality at each measurement, and its times."""
     out = scratch / name
     command = [
         str(BIN / "gan-job"),
@@ -55,9 +61,12 @@ def train(name: str, extra: list[str], args, scratch: Path) -> list[dict]:
         *extra,
     ]
     print(f"training {name}: {' '.join(command[1:])}", file=sys.stderr)
+    began = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
+    wall = time.perf_counter() - began
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [
+    training = next(r["timings"] for r in records if "timings" in r)["training"]
+    points = [
         {
             "step": r["step"],
             "frechet_distance": round(r["frechet_distance"], 3),
@@ -68,6 +77,12 @@ def train(name: str, extra: list[str], args, scratch: Path) -> list[dict]:
         for r in records
         if "frechet_distance" in r
     ]
+    return {
+        "points": points,
+        "wall_s": round(wall, 1),
+        "training_s": round(training, 1),
+        "steps_per_s": round(args.steps / training, 1),
+    }
 
 
 def main() -> None:
@@ -81,18 +96,22 @@ def main() -> None:
     args = parser.parse_args()
     scratch = args.keep or Path(tempfile.mkdtemp(prefix="quality-"))
 
-    results = {name: train(name, VARIANTS[name], args, scratch) for name in args.variants}
-    for name, points in results.items():
-        for p in points:
+    runs = {name: train(name, VARIANTS[name], args, scratch) for name in args.variants}
+    results = {name: run["points"] for name, run in runs.items()}
+    for name, run in runs.items():
+        print(
+            f"{name:17s} {run['wall_s']:.0f} s in all, {run['training_s']:.0f} s training: {run['steps_per_s']} steps/s"
+        )
+        for p in run["points"]:
             line = (
-                f"{name:12s} step {p['step']:6d}: Fréchet distance {p['frechet_distance']:8.3f}, "
+                f"{name:17s} step {p['step']:6d}: Fréchet distance {p['frechet_distance']:8.3f}, "
                 f"{p['classes_covered']:2d} digits covered (smallest share {p['min_share']:.1%})"
             )
             if "label_accuracy" in p:
                 line += f", {p['label_accuracy']:.1%} as asked"
             print(line)
     last = {name: points[-1] for name, points in results.items()}
-    figures = {"steps": args.steps, "seed": args.seed, "runs": str(scratch), "variants": results}
+    figures = {"steps": args.steps, "seed": args.seed, "runs": str(scratch), "variants": runs}
     if {"seed", "default"} <= last.keys():
         figures["fd_ratio_seed_over_default"] = round(
             last["seed"]["frechet_distance"] / last["default"]["frechet_distance"], 2
@@ -101,6 +120,13 @@ def main() -> None:
         figures["default_min_share"] = last["default"]["min_share"]
     if "conditional" in last:
         figures["conditional_label_accuracy"] = last["conditional"].get("label_accuracy")
+    if {"dcgan", "default"} <= last.keys():
+        figures["fd_ratio_dcgan_over_mlp"] = round(
+            last["dcgan"]["frechet_distance"] / last["default"]["frechet_distance"], 2
+        )
+        figures["speed_ratio_dcgan_over_mlp"] = round(runs["dcgan"]["steps_per_s"] / runs["default"]["steps_per_s"], 3)
+    if "dcgan_conditional" in last:
+        figures["dcgan_conditional_label_accuracy"] = last["dcgan_conditional"].get("label_accuracy")
     print(json.dumps(figures))
 
 

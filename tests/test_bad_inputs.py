@@ -105,7 +105,7 @@ NEW_RUNS = {
         [], "must be uint8 images", lambda folder: npz_with(folder, x_train=np.zeros((10, 32, 32, 2), np.uint8))
     ),
     "test images of another shape": NewRun(
-        [], "differ from x_train's", lambda folder: npz_with(folder, x_train=np.zeros((10, 32, 32), np.uint8))
+        [], "differ from x_train's", lambda folder: npz_with(folder, x_train=np.zeros((1000, 32, 32), np.uint8))
     ),
     "images smaller than 8x8": NewRun(
         [], "too small, at least 8x8", lambda folder: image_folder(folder, {"a": [(4, 4, "L")] * 3})
