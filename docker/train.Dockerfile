@@ -53,7 +53,7 @@ USER 1000:1000
 WORKDIR /runs
 VOLUME ["/runs"]
 
-# Configure with GAN_* variables (GAN_OUT, GAN_STEPS, GAN_DIGIT, GAN_DATA, ...) or with flags after `train`.
+# Configure with GAN_* variables (GAN_OUT, GAN_STEPS, GAN_DIGIT, GAN_DATA, GAN_ARCH, ...) or with flags after `train`.
 ENV GAN_OUT=/runs/mnist
 ENTRYPOINT ["/usr/bin/tini", "--", "gan-job"]
 CMD ["train"]

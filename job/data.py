@@ -257,7 +257,7 @@ def _read_image_folder(
     arrays = {"x_train": np.stack(images)}
     if class_folders:
         arrays["y_train"] = np.repeat(np.arange(len(groups)), [len(group) for group in groups])
-    log.info(
+    log.debug(
         "read %d images from %s (%s)", len(images), folder, f"{len(groups)} classes" if class_folders else "unlabelled"
     )
     return arrays, tuple(p.name for p in class_folders)

@@ -328,7 +328,7 @@ def test_sigterm_outside_the_training_steps_exits_75_at_once_leaving_nothing_hal
     if phase == "start-up":
         time.sleep(1.5)  # loading TensorFlow
     else:
-        wait_for(process, "training the MNIST classifier")
+        wait_for(process, "training the classifier")
     sent = time.monotonic()
     process.send_signal(signal.SIGTERM)
     stderr = process.communicate(timeout=60)[1]

@@ -7,6 +7,7 @@ import pytest
 
 from job import export as export_module
 from job.export import ExportError, export_onnx, metadata
+from job.rundir import data_set_of
 from tests.conftest import run_cli, short_run_config
 
 
@@ -50,7 +51,7 @@ def test_a_failing_self_check_writes_nothing(trained_run, tmp_path, monkeypatch)
     _, gan = trained_run
     monkeypatch.setattr(export_module, "TOLERANCE", -1.0)  # no model can pass: the check must refuse it
     with pytest.raises(ExportError, match="nothing written"):
-        export_onnx(gan.generator, tmp_path / "g.onnx", metadata(short_run_config(tmp_path), 300))
+        export_onnx(gan.generator, tmp_path / "g.onnx", metadata(short_run_config(tmp_path), data_set_of({}), 300))
     assert list(tmp_path.iterdir()) == []
 
 

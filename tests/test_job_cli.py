@@ -105,7 +105,7 @@ def test_evaluate_prints_the_quality_of_any_exported_generator(trained_run, smal
     assert report["samples"] == 200 and report["frechet_distance"] > 0
     assert len(report["class_shares"]) == 10 and "label_accuracy" not in report
     text = run_cli(*args, "--quality-cache", str(tmp_path))
-    assert "Fréchet distance:" in text.stdout and "digits covered:" in text.stdout
+    assert "Fréchet distance:" in text.stdout and "classes covered:" in text.stdout
 
 
 def test_evaluate_refuses_a_file_that_is_not_a_generator(tmp_path, small_mnist):

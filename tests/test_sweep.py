@@ -61,9 +61,9 @@ def test_a_sweep_file_with_only_settings_is_one_run(tmp_path):
     [
         ("settings: {stpes: 100}", "'stpes' is not an option of gan-job train"),
         ("vary: {seed: 3}", "seed must be a list of values"),
-        ("settings: {digit: 12}", "12 is not in the range -1<=x<=9"),
+        ("settings: {digit: 1000}", "1000 is not in the range -1<=x<=999"),
         ("vary: {preset: [default, fancy]}", "'fancy' is not one of 'default', 'seed'"),
-        ("runs: [{conditional: true, digit: 3}]", "--conditional trains on every digit"),
+        ("runs: [{conditional: true, digit: 3}]", "--conditional trains on every class"),
         ("settings: {ema: 1}", "ema is a switch: true or false"),
         ("settings: {data: null}", "data must be one value, got None"),
         ("settings: {batch: 3}", "--batch must be even"),
@@ -127,9 +127,9 @@ def test_a_sweep_trains_every_run_compares_them_and_keeps_the_best(tmp_path, sma
 
 def test_a_bad_sweep_file_is_refused_before_anything_runs(tmp_path):
     out = tmp_path / "sweep"
-    result = run_cli("sweep", str(sweep_file(tmp_path, "vary: {seed: [0, 1], digit: [3, 11]}")), "--out", str(out))
+    result = run_cli("sweep", str(sweep_file(tmp_path, "vary: {seed: [0, 1], digit: [3, 1000]}")), "--out", str(out))
     assert result.returncode == 2
-    assert "11 is not in the range -1<=x<=9" in result.stderr
+    assert "1000 is not in the range -1<=x<=999" in result.stderr
     assert not out.exists()
 
 
