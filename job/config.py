@@ -201,6 +201,9 @@ class TrainConfig:
         """The defining fields on which a saved run's config.json disagrees with this one."""
         mine = self.to_dict()
         resumable = {name for name, declared in options().items() if declared.resumable}
+        # An option a run's config.json lacks is one added since that run began: it ran on the option's default.
+        defaults = {name: default_of(name) for name in options() if name not in saved}
+        saved = defaults | saved
         return sorted(
             f"{key}: run has {saved.get(key)!r}, asked for {mine[key]!r}"
             for key in mine

@@ -19,13 +19,12 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from job.errors import DataError
-from serving.model import CHANNELS
+from serving.model import CHANNELS, MAX_CLASSES
 
 log = logging.getLogger(__name__)
 
 MIN_REFERENCE_IMAGES = 10  # fewer give no usable covariance for the Fréchet distance
 MIN_SIDE = 8  # pixels: smaller images leave nothing for two strided convolutions (or a classifier) to see
-MAX_CLASSES = 1000
 IDX_MAGIC = {3: 0x00000803, 1: 0x00000801}  # unsigned bytes, with 3 dimensions (images) or 1 (labels)
 IDX_NAMES = {
     "x_train": "train-images-idx3-ubyte",
@@ -387,5 +386,7 @@ def _class_names(arrays: dict[str, np.ndarray], given: tuple[str, ...], source: 
     if given:
         if len(given) <= largest:
             raise DataError(f"{source} names {len(given)} classes but has label {largest}")
+        if len(set(given)) != len(given) or not all(name.strip() and name.isprintable() for name in given):
+            raise DataError(f"{source}: class names must be unique and printable, got {list(given)[:12]}")
         return given
     return tuple(str(label) for label in range(largest + 1))

@@ -21,8 +21,6 @@ META_IMAGE_SHAPE = "image_shape"  # JSON [height, width, channels], as the outpu
 META_DATA = "data"  # the training data's name: mnist, fashion_mnist, cifar10, or the file or folder's name
 META_CLASS_NAMES = "class_names"  # JSON list of the data's class names, index = label; absent for unlabelled data
 META_CLASS = "digit"  # the class an unconditional model was trained on, -1 for all (named for the digits it began with)
-IMAGE_SHAPE = (28, 28, 1)  # being replaced: the shape comes from the data (job) and the model (serving)
-NUM_CLASSES = 10  # being replaced likewise
 CHANNELS = (1, 3)  # grey or RGB
 MNIST_CLASSES = [str(digit) for digit in range(10)]  # the classes of models exported before class names were recorded
 MAX_CLASSES = 1000  # what the job trains on at most: more in a model's metadata means the metadata is broken

@@ -110,3 +110,11 @@ def test_class_names_in_an_npz_must_cover_its_labels(tmp_path, small_mnist):
     np.savez(tmp_path / "named.npz", **arrays, class_names=np.array(["a", "b"]))
     with pytest.raises(DataError, match="names 2 classes but has label 9"):
         load_data(Path(tmp_path / "named.npz"))
+
+
+def test_class_names_must_be_unique(tmp_path, small_mnist):
+    with np.load(small_mnist) as npz:
+        arrays = dict(npz)
+    np.savez(tmp_path / "twice.npz", **arrays, class_names=np.array(["a"] * 10))
+    with pytest.raises(DataError, match="unique and printable"):
+        load_data(tmp_path / "twice.npz")

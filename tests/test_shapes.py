@@ -2,6 +2,7 @@
 from the data to the model's metadata and gan-digits' pictures."""
 
 import json
+import shutil
 
 import numpy as np
 import onnx
@@ -10,6 +11,7 @@ from PIL import Image
 
 from job.train import train
 from tests.conftest import (
+    SMALL_MNIST,
     mnist_png_folders,
     progress_records,
     run_cli,
@@ -90,3 +92,19 @@ def test_unlabelled_images_train_with_quality_off_and_no_classes(tmp_path):
     refused = run_cli("gan-digits", "generate", "--model", str(out / "generator.onnx"), "--digit", "1",
                       "--out", str(tmp_path / "g.png"))  # fmt: skip
     assert refused.returncode == 2 and "unlabelled" in refused.stderr
+
+
+def test_a_run_begun_before_data_shapes_were_recorded_still_resumes_and_exports(trained_run, tmp_path):
+    run = tmp_path / "old"
+    shutil.copytree(trained_run[0], run)
+    config = json.loads((run / "config.json").read_text())
+    for key in ("arch", "image_size", "channels", "data_set"):
+        del config[key]
+    (run / "config.json").write_text(json.dumps(config | {"data": None}))
+    exported = run_cli("export", "--run", str(run), "--out", str(tmp_path / "old.onnx"))
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(metadata(tmp_path / "old.onnx")["image_shape"]) == [28, 28, 1]
+    resumed = run_cli("train", "--out", str(run), "--data", str(SMALL_MNIST), "--steps", "350", "--seed", "7",
+                      "--checkpoint-every", "50", "--sample-every", "50", "--log-every", "50")  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from the checkpoint of step 300" in resumed.stderr
