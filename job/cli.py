@@ -66,9 +66,6 @@ def train_options(command):
     return command
 
 
-data_option = _config_option("data", options()["data"])
-
-
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="mnist-gan")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging, TensorFlow's included.")
@@ -208,7 +205,13 @@ def _export(run_path: Path, step: int | None, out: Path | None) -> None:
     required=True,
     help="An exported generator (.onnx).",
 )
-@data_option
+@_option(
+    "--data",
+    metavar="NAME|PATH",
+    default=None,
+    show_default="the model's data set, when it is a Keras one",
+    help="The data the model is measured against (as gan-job train's --data; made to the model's image shape).",
+)
 @click.option("--samples", type=click.IntRange(min=10), default=10_000, show_default=True, help="Samples to measure.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the samples' latents.")
 @_option(
@@ -219,26 +222,27 @@ def _export(run_path: Path, step: int | None, out: Path | None) -> None:
     help="Where the quality classifier is cached (once per data set).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def evaluate(model: Path, data: str, samples: int, seed: int, quality_cache: Path | None, as_json: bool) -> None:
+def evaluate(model: Path, data: str | None, samples: int, seed: int, quality_cache: Path | None, as_json: bool) -> None:
     """Measure an exported generator against its data: Fréchet distance, share of each class, and how often a
     conditional model draws the class asked for."""
     _run(lambda: _evaluate(model, data, samples, seed, quality_cache or model.parent / ".quality-cache", as_json))
 
 
-def _evaluate(model_path: Path, data: str, samples: int, seed: int, cache: Path, as_json: bool) -> None:
-    from job.data import load_data
+def _evaluate(model_path: Path, data: str | None, samples: int, seed: int, cache: Path, as_json: bool) -> None:
     from job.quality import evaluate_model
     from serving.model import ModelError
 
     try:
-        report = evaluate_model(model_path, load_data(data), samples, seed, cache)
+        report = evaluate_model(model_path, data, samples, seed, cache)
     except ModelError as error:
         raise click.UsageError(str(error)) from error
     if as_json:
         click.echo(json.dumps({"model": str(model_path), "samples": samples, **report.record()}))
         return
     click.echo(f"model:             {model_path}  ({samples} samples, seed {seed})")
-    click.echo(f"Fréchet distance:  {report.frechet_distance:.3f}  (classifier features, against the test set)")
+    click.echo(
+        f"Fréchet distance:  {report.frechet_distance:.3f}  (classifier features, against the data's real images)"
+    )
     classes = len(report.class_shares)
     click.echo(f"classes covered:   {report.classes_covered} of {classes} (at least 5% of the samples each)")
     click.echo("share per class:   " + "  ".join(f"{d}:{s:.1%}" for d, s in enumerate(report.class_shares)))

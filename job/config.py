@@ -11,7 +11,7 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from job.data import MAX_CLASSES, MIN_SIDE, parse_image_size
+from job.data import MAX_CLASSES, MAX_SIDE, MIN_SIDE, parse_image_size
 from job.errors import ConfigError
 from serving.model import CHANNELS
 
@@ -157,8 +157,11 @@ class TrainConfig:
                 size = parse_image_size(self.image_size)
             except ValueError as error:
                 raise ConfigError(f"--image-size: {error}") from error
-            if min(size) < MIN_SIDE:
-                raise ConfigError(f"--image-size must be at least {MIN_SIDE}x{MIN_SIDE}, got {self.image_size}")
+            if min(size) < MIN_SIDE or max(size) > MAX_SIDE:
+                raise ConfigError(
+                    f"--image-size must be at least {MIN_SIDE}x{MIN_SIDE} and at most {MAX_SIDE}x{MAX_SIDE}, "
+                    f"got {self.image_size}"
+                )
 
     @property
     def image_hw(self) -> tuple[int, int] | None:

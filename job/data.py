@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 MIN_REFERENCE_IMAGES = 10  # fewer give no usable covariance for the Fréchet distance
 MIN_SIDE = 8  # pixels: smaller images leave nothing for two strided convolutions (or a classifier) to see
+MAX_SIDE = 1024  # pixels: --image-size beyond would make a few hundred images fill the memory while they are read
 IDX_MAGIC = {3: 0x00000803, 1: 0x00000801}  # unsigned bytes, with 3 dimensions (images) or 1 (labels)
 IDX_NAMES = {
     "x_train": "train-images-idx3-ubyte",
@@ -241,8 +242,16 @@ def _read_image_folder(
     folder: Path, image_size: tuple[int, int] | None, channels: int | None
 ) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
     """A flat folder of images (unlabelled), or one subfolder per class (Keras' image_dataset_from_directory)."""
-    class_folders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and _images_in(p))
+    class_folders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     loose = _images_in(folder)
+    if not any(_images_in(p) for p in class_folders):
+        class_folders = []  # no class holds images: the folder is flat (or empty), whatever subfolders it has
+    empty = [p.name for p in class_folders if not _images_in(p)]
+    if empty:
+        raise DataError(
+            f"{folder}: no images in the class folder(s) {', '.join(empty[:5])} (each subfolder is a class: "
+            "remove the empty ones)"
+        )
     if class_folders and loose:
         raise DataError(f"{folder} mixes image files and class folders: put every image in its class's folder")
     if len(class_folders) > MAX_CLASSES:

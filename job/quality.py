@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from job.data import ImageData, reference_images, to_unit_range
+from job.data import KERAS_SETS, ImageData, load_data, reference_images, to_unit_range
 from job.errors import DataError
 from job.models import Shape
 from job.outputs import save_keras_atomically
@@ -156,17 +156,26 @@ class GanQualityMeter(QualityMeter):
         return self.measure(sample_images(gan, self.latents))
 
 
-def evaluate_model(model_path: Path, data: ImageData, samples: int, seed: int, cache: Path) -> QualityReport:
+def evaluate_model(model_path: Path, data_source: str | None, samples: int, seed: int, cache: Path) -> QualityReport:
     """The quality of an exported generator (`gan-job evaluate`): `samples` images from latents drawn with `seed`,
-    a conditional model's cycling through the classes. Raises serving's ModelError for a file that is no generator,
-    DataError for data it cannot be measured against."""
+    a conditional model's cycling through the classes, against `data_source` (the model's own Keras data set when
+    None) made to the model's image shape, as the run's --image-size and --channels made it. Raises serving's
+    ModelError for a file that is no generator, DataError for data it cannot be measured against."""
     generator = Generator(model_path)
+    height, width, channels = generator.image_shape
+    data = load_data(data_source or _keras_set_of(generator), image_size=(height, width), channels=channels)
     check_measurable(data, generator.image_shape)
     real = reference_images(data)  # refuses data too small to measure, before the classifier's training
     meter = QualityMeter(load_or_train_classifier(data, cache), real)
     latents = next(latent_batches(seed, samples, generator.latent_dim, samples))
     digits = cycling_labels(samples, meter.num_classes) if generator.conditional else None
     return meter.measure(generator.images(latents, digits), asked=digits)
+
+
+def _keras_set_of(generator: Generator) -> str:
+    if generator.data_name not in KERAS_SETS:
+        raise DataError(f"{generator.path} was trained on {generator.data_name}: pass that data with --data")
+    return generator.data_name
 
 
 def check_measurable(data: ImageData, image_shape: tuple[int, ...]) -> None:

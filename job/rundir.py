@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import re
 import shutil
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from job.data import ImageData, class_mask, load_data, reference_set
 log = logging.getLogger(__name__)
 
 DATA_FINGERPRINT = "data_fingerprint"  # the key in config.json: which data the run trains on
+MAX_MLP_VALUES = 64 * 64 * 3  # pixels x channels: the MLP discriminator's first layer holds their square (151 M)
 DATA_SET = "data_set"  # and what it is: its name, image shape and class names
 PREFIX = "ckpt"  # checkpoint N is checkpoints/ckpt-N.index and its data files
 INDEX = re.compile(rf"^{PREFIX}-(\d+)\.index$")
@@ -167,6 +169,12 @@ def check_trainable(config: TrainConfig, data: ImageData) -> None:
     """Refuse data this run cannot train on: no images of the class asked for, no labels for a conditional model,
     too few images to measure quality with."""
     class_mask(data, config.digit)
+    values = math.prod(data.image_shape)
+    if config.arch == "mlp" and values > MAX_MLP_VALUES:
+        raise ConfigError(
+            f"--arch mlp on {'x'.join(map(str, data.image_shape))} images: its discriminator's first layer would "
+            f"hold {values**2 / 1e9:.1f} G weights; use --arch dcgan, or --image-size to make them smaller"
+        )
     if config.conditional and data.num_classes < 2:
         raise ConfigError(f"--conditional needs data of two classes or more, {data.name} has {data.num_classes}")
     if config.quality and data.measurable:

@@ -235,7 +235,9 @@ def _classes(config: TrainConfig, data: ImageData) -> str:
         return "unlabelled"
     if config.conditional:
         return f"all {data.num_classes} classes, conditional on the label"
-    return f"all {data.num_classes} classes" if config.digit == -1 else f"class {data.class_names[config.digit]}"
+    if config.digit != -1:
+        return f"class {data.class_names[config.digit]}"
+    return "one class" if data.num_classes == 1 else f"all {data.num_classes} classes"
 
 
 def _quality_meter(config: TrainConfig, data: ImageData) -> GanQualityMeter | None:

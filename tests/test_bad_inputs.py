@@ -135,6 +135,15 @@ NEW_RUNS = {
     ),
     "an image size that is none": NewRun(["--image-size", "big"], "--image-size"),
     "an image size below 8x8": NewRun(["--image-size", "4x32"], "at least 8x8"),
+    "an image size above 1024x1024": NewRun(["--image-size", "100000x100000"], "at most 1024x1024"),
+    "an empty class folder": NewRun(
+        [],
+        "no images in the class folder(s) b",
+        lambda folder: _made(image_folder(folder, {"a": [(12, 12, "L")]}) / "b").parent,
+    ),
+    "mlp on images too large for it": NewRun(
+        [], "use --arch dcgan", lambda folder: image_folder(folder, {"": [(100, 100, "RGB")] * 3})
+    ),
     "two channels": NewRun(["--channels", "2"], "--channels must be 1 (grey) or 3 (RGB)"),
     "empty training set": NewRun(
         [],

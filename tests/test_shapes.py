@@ -62,16 +62,19 @@ def test_gan_digits_draws_the_class_asked_for_by_name_in_rgb(tinted_dcgan, tmp_p
     assert "tinted 9" in info and "32" in info
 
 
-def test_labelled_png_folders_train_with_quality_measured_on_their_own_classes(tmp_path):
+def test_labelled_png_folders_train_resized_with_quality_measured_on_their_own_classes(tmp_path):
     out = tmp_path / "run"
     result = run_cli(
         "train", "--data", str(mnist_png_folders(tmp_path)), "--out", str(out), "--steps", "200",
-        "--sample-every", "100", "--log-every", "100", "--quality-samples", "100",
+        "--image-size", "16x20", "--channels", "3", "--sample-every", "100", "--log-every", "100",
+        "--quality-samples", "100",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "classes covered" in result.stderr  # measured: the data has labels, of 3 classes
     assert len(progress_records(out)[-1]["class_shares"]) == 3
     assert json.loads(metadata(out / "generator.onnx")["class_names"]) == ["one", "seven", "zero"]
+    assert json.loads(metadata(out / "generator.onnx")["image_shape"]) == [16, 20, 3]
+    # evaluate makes the folder's 28x28 grey images to the model's shape itself
     result = run_cli("evaluate", "--model", str(out / "generator.onnx"), "--data",
                      str(mnist_png_folders(tmp_path / "again")), "--samples", "100", "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr
