@@ -327,7 +327,7 @@ def test_two_per_digit_pods_at_once_on_one_cold_volume_three_times_all_succeed_w
             assert onnx_digit(claim / f"digit-{index}" / "generator.onnx") == index  # the downward-API digit
         cached = sorted(p.name for p in (claim / ".quality-cache").iterdir())
         assert len(cached) == 1 and re.fullmatch(r"classifier-\w+\.keras", cached[0]), cached
-        assert keras.models.load_model(claim / ".quality-cache" / cached[0]).name == "mnist_classifier"
+        assert keras.models.load_model(claim / ".quality-cache" / cached[0]).name == "classifier"
 
 
 def test_the_sweep_jobs_pods_two_at_once_train_every_variation_and_the_last_compares_them(tmp_path):
@@ -358,7 +358,7 @@ def onnx_digit(path: Path) -> int:
 
 
 def test_a_digit_out_of_range_through_the_train_image_is_exit_2_and_one_error_line():
-    result = docker("run", "--rm", "--read-only", "--tmpfs", "/tmp", "-e", "GAN_DIGIT=12", TRAIN_IMAGE)
+    result = docker("run", "--rm", "--read-only", "--tmpfs", "/tmp", "-e", "GAN_DIGIT=1000", TRAIN_IMAGE)
     assert result.returncode == EXIT_BAD_INPUT
     output = lines(result.stdout + result.stderr)
     assert len(output) == 1 and output[0].startswith("Error:") and "GAN_DIGIT" in output[0], result.stderr
