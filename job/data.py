@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from job.errors import DataError
-from serving.model import CHANNELS, MAX_CLASSES
+from serving.model import CHANNELS, MAX_CLASSES, MNIST_CLASSES
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}  # pillow modes without colour
 
 # The data sets `--data NAME` downloads through keras.datasets, with their class names.
 KERAS_SETS: dict[str, tuple[str, ...]] = {
-    "mnist": tuple(str(digit) for digit in range(10)),
+    "mnist": tuple(MNIST_CLASSES),
     "fashion_mnist": (
         "T-shirt/top",
         "Trouser",

@@ -18,7 +18,7 @@ from pathlib import Path
 import filelock
 
 from job.config import ConfigError, TrainConfig
-from job.data import ImageData, class_mask, load_data, reference_set
+from job.data import KERAS_SETS, ImageData, class_mask, load_data, reference_set
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def check_same_data(run: RunDir, config: TrainConfig, data_fingerprint: str) -> 
 
 def data_set_of(saved: dict) -> dict:
     """What a run's config.json says its data is (ImageData.description); runs from before it said: MNIST."""
-    mnist = {"name": "mnist", "image_shape": [28, 28, 1], "class_names": [str(digit) for digit in range(10)]}
+    mnist = {"name": "mnist", "image_shape": [28, 28, 1], "class_names": list(KERAS_SETS["mnist"])}
     return saved.get(DATA_SET, mnist)
 
 
