@@ -183,11 +183,12 @@ def parse_image_size(text: str) -> tuple[int, int]:
 def _from_keras_download(name: str) -> dict[str, np.ndarray]:
     import keras  # only here: reading a file must not need the training stack
 
-    log.info("loading %s through keras.datasets.%s (downloads once, then cached)", name, name)
+    # Keras shows the download itself; our line comes after it, so that a failure stays the one line of an error.
     try:
         (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
     except Exception as error:  # network or cache trouble: say so in one line
         raise DataError(f"could not download {name} through Keras ({error}); pass --data PATH instead") from error
+    log.info("loaded %s through keras.datasets.%s (downloaded once, then cached)", name, name)
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 

@@ -23,7 +23,7 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from job.quality import COVERED
-from job.rundir import RunDir
+from job.rundir import RunDir, data_set_of
 from serving.files import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,11 @@ class Run:
     @property
     def step(self) -> int:
         return self.metrics[-1]["step"] if self.metrics else 0
+
+    @property
+    def class_names(self) -> list[str]:
+        """The data's class names, index = label, as config.json records them."""
+        return data_set_of(self.config)["class_names"]
 
     @property
     def quality(self) -> dict | None:
@@ -169,7 +174,7 @@ def render_run(run: Run, status: str, device: str | None = None) -> str:
     eta = remaining / speed if status == RUNNING and speed and remaining > 0 else None
     charts = [_run_chart(run, keys) for keys in RUN_CHARTS if run.series(keys[0])[0]]
     if run.quality and "class_shares" in run.quality:
-        charts.append(_shares_chart(run.quality))
+        charts.append(_shares_chart(run.quality, run.class_names))
     return _template("run.html").render(
         run=run,
         status=status,
@@ -230,9 +235,13 @@ def _chart(chart_id: str, title: str, axis: str, traces: list[tuple[str, str, li
     return {"id": f"chart-{chart_id}", "figure": {"data": data, "layout": _layout(title, axis, len(traces) > 1)}}
 
 
-def _shares_chart(quality: dict) -> dict:
+def _shares_chart(quality: dict, class_names: list[str]) -> dict:
+    """A bar per class, named as the data names it (the index where config.json names fewer classes)."""
+    shares = quality["class_shares"]
+    names = class_names if len(class_names) == len(shares) else [str(index) for index in range(len(shares))]
     layout = _layout(f"Share of each class at step {quality['step']}", "share", legend=False)
-    layout["xaxis"] |= {"title": {"text": "class"}, "dtick": 1}
+    # Categories: class names such as "3" stay labels, not numbers on a continuous axis.
+    layout["xaxis"] |= {"title": {"text": "class"}, "type": "category"}
     covered = {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": COVERED, "y1": COVERED}
     layout["shapes"] = [covered | {"line": {"dash": "dot"}}]
     layout["annotations"] = [
@@ -248,8 +257,8 @@ def _shares_chart(quality: dict) -> dict:
     ]
     bars = {
         "type": "bar",
-        "x": list(range(len(quality["class_shares"]))),
-        "y": quality["class_shares"],
+        "x": names,
+        "y": shares,
         "meta": "class_shares",
     }
     return {"id": "chart-class_shares", "figure": {"data": [bars], "layout": layout}}

@@ -19,6 +19,7 @@ import filelock
 
 from job.config import ConfigError, TrainConfig
 from job.data import KERAS_SETS, ImageData, class_mask, load_data, reference_set
+from serving.model import class_listing
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def claimed(config: TrainConfig, force: bool) -> Iterator[tuple[RunDir, ImageDat
         data = load_data(config.data, config.image_hw, config.channels)
         check_trainable(config, data)  # data that cannot train this run is refused here too, at once
         if not force:
-            check_same_data(run, config, data.fingerprint())
+            check_same_data(run, config, data)
         yield run, data
 
 
@@ -181,13 +182,22 @@ def check_trainable(config: TrainConfig, data: ImageData) -> None:
         reference_set(data)
 
 
-def check_same_data(run: RunDir, config: TrainConfig, data_fingerprint: str) -> None:
-    """Refuse a folder that holds a run trained on other data (the same data at another path is fine)."""
+def check_same_data(run: RunDir, config: TrainConfig, data: ImageData) -> None:
+    """Refuse a folder that holds a run trained on other data (the same data at another path is fine), or on the
+    same images and labels under other class names: the run's records and its model would name its classes two
+    ways."""
     saved = run.saved_config() or {}
+    data_fingerprint = data.fingerprint()
     if saved.get(DATA_FINGERPRINT, data_fingerprint) != data_fingerprint:
         raise ConfigError(
             f"{run.root} holds a run trained on other data (fingerprint {saved[DATA_FINGERPRINT]}, "
             f"--data {config.data} has {data_fingerprint}); choose another --out, or --force"
+        )
+    saved_names = data_set_of(saved)["class_names"] if saved else list(data.class_names)
+    if saved_names != list(data.class_names):
+        raise ConfigError(
+            f"{run.root} holds a run whose classes are named {class_listing(saved_names)}; --data {config.data} "
+            f"names them {class_listing(list(data.class_names)) or 'not at all'}: give them their old names, or --force"
         )
 
 

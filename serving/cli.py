@@ -25,6 +25,8 @@ from serving.oneline import OneLineErrors
 MAX_GRID_PIXELS = 100_000_000  # a grid is built whole in memory: 100 megapixels is 100 MB grey, 300 MB RGB
 MAX_FRAMES = 1000  # an interpolation is drawn whole in memory, frame by frame
 SEED = click.IntRange(min=0)  # what numpy's generators accept
+DEFAULT_COUNT = 16  # images generate draws without -n: a 4x4 grid
+ROW_PER_CLASS = 4  # ... but a conditional model's grid without -n: a row of this many for each class
 
 
 class BadInput(click.ClickException):
@@ -61,7 +63,14 @@ def main() -> None:
 
 @main.command()
 @model_option
-@click.option("-n", "--count", type=click.IntRange(min=1), default=16, show_default=True, help="How many images.")
+@click.option(
+    "-n",
+    "--count",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"How many images [default: {DEFAULT_COUNT}; a conditional model's grid: a row of {ROW_PER_CLASS} for each "
+    "class].",
+)
 @click.option("--seed", type=SEED, default=0, show_default=True, help="The same seed gives the same images.")
 @digit_option
 @class_option
@@ -91,7 +100,7 @@ def main() -> None:
 )
 def generate(
     model: Path,
-    count: int,
+    count: int | None,
     seed: int,
     digit: int | None,
     class_name: str | None,
@@ -109,7 +118,10 @@ def generate(
     label = _chosen_class(generator, digit, class_name)
     _check_output(out, output_format)
     began = time.perf_counter()
-    if output_format == "grid" and generator.conditional and label is None:
+    row_per_class = output_format == "grid" and generator.conditional and label is None
+    if count is None:
+        count = ROW_PER_CLASS * generator.num_classes if row_per_class else DEFAULT_COUNT
+    if row_per_class:
         columns = columns or math.ceil(count / generator.num_classes)  # one row per class
     if output_format == "grid":
         _check_grid_size(generator, count, columns, scale)

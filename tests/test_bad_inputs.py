@@ -226,6 +226,11 @@ def finished_run_without_checkpoints(run: Path) -> list[str]:
     return []
 
 
+def other_class_names(run: Path) -> list[str]:
+    names = np.array([f"class {letter}" for letter in "abcdefghij"])  # the same images and labels, named anew
+    return ["--data", str(npz_with(run.parent, class_names=names))]
+
+
 DAMAGED = {
     "checkpoints is a file": (checkpoints_a_file, "is not a folder"),
     "config.json lost beside checkpoints": (config_lost, "no config.json"),
@@ -235,6 +240,7 @@ DAMAGED = {
     "config.json not JSON": (config_not_json, "is unreadable"),
     "every checkpoint unreadable": (every_checkpoint_unreadable, "none of the 3 checkpoints"),
     "other data behind --data": (other_data, "trained on other data"),
+    "the same data under other class names": (other_class_names, "classes are named 0, 1, 2"),
 }
 
 

@@ -90,13 +90,17 @@ def test_a_keras_data_set_is_loaded_by_name_with_its_class_names(monkeypatch):
     assert data.class_names[:3] == ("airplane", "automobile", "bird") and data.y_train.shape == (20,)
 
 
-def test_a_failed_download_is_one_line(monkeypatch):
+def test_a_failed_download_is_one_line(monkeypatch, caplog):
     def offline():
         raise OSError("network unreachable")
 
     monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", offline)
-    with pytest.raises(DataError, match="could not download fashion_mnist through Keras .*--data PATH"):
+    with (
+        caplog.at_level("INFO"),
+        pytest.raises(DataError, match="could not download fashion_mnist through Keras .*--data PATH"),
+    ):
         load_data("fashion_mnist")
+    assert caplog.records == []  # the error's line is the only one the user sees: nothing logged before it
 
 
 def test_a_name_that_is_neither_a_path_nor_a_data_set_says_what_it_could_be(tmp_path):

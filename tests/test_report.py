@@ -64,6 +64,17 @@ def test_the_charts_show_exactly_what_metrics_jsonl_holds(trained_run, tmp_path)
         assert list(zip(trace["x"], trace["y"], strict=True)) == expected, trace["meta"]
     shares = embedded_charts(page)["chart-class_shares"]["data"][0]
     assert shares["y"] == lines[-1]["class_shares"]
+    assert shares["x"] == [str(digit) for digit in range(10)]  # MNIST's classes are its digits
+
+
+def test_the_class_shares_are_named_as_the_data_names_its_classes(trained_run, tmp_path):
+    run = copy_run(trained_run[0], tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    names = [f"letter {letter}" for letter in "abcdefghij"]
+    config["data_set"]["class_names"] = names
+    (run / "config.json").write_text(json.dumps(config))
+    shares = embedded_charts(write_run_report(run, FINISHED).read_text())["chart-class_shares"]
+    assert shares["data"][0]["x"] == names and shares["layout"]["xaxis"]["type"] == "category"
 
 
 def test_the_page_shows_status_progress_samples_and_configuration(trained_run, tmp_path):

@@ -146,6 +146,16 @@ def test_a_conditional_rgb_grid_has_one_row_per_class(rgb, tmp_path):
     assert dominant_channels(tiles).tolist() == [0, 0, 1, 1, 2, 2]  # row 0 red, row 1 green, row 2 blue
 
 
+def test_a_conditional_grid_without_a_count_gives_every_class_a_row_of_four(rgb, tmp_path):
+    result = gan_digits("generate", "--model", rgb, "--scale", 1, "--out", tmp_path / "grid.png")
+    assert result.exit_code == 0, result.output
+    assert "wrote 12 images" in result.output
+    pixels = np.asarray(Image.open(tmp_path / "grid.png"))
+    assert pixels.shape == (3 * (12 + 2) + 2, 4 * (20 + 2) + 2, 3)  # 3 rows (one per class) of 4 columns
+    tiles = np.stack([pixels[2 + r * 14 : 14 + r * 14, 2 + c * 22 : 22 + c * 22] for r in range(3) for c in range(4)])
+    assert dominant_channels(tiles).tolist() == [0] * 4 + [1] * 4 + [2] * 4
+
+
 def test_the_png_format_writes_one_rgb_file_per_image(rgb, tmp_path):
     result = gan_digits("generate", "--model", rgb, "-n", 4, "--format", "png", "--scale", 2, "--out", tmp_path / "p")
     assert result.exit_code == 0, result.output
