@@ -3,7 +3,10 @@ average included) with `--arch mlp` (XLA, as the job compiles it) and `--arch dc
 it) and with XLA (what the job does not do, measured to show why), unconditional, on the same images.
 
 The loops take turns in rounds, so that other programs on the machine slow them alike; each is reported by its best
-round (medians in the JSON too).
+round (medians in the JSON too). Beside the speeds, each architecture's work per step, counted from its layers:
+multiply-adds per generated and per judged image, and the step's GFLOP (backward passes counted as twice their
+forward pass, the discriminator's weight gradients left out of the generator's half), for the estimate of what a
+GPU would do with it.
 
     python bench/arch_speed.py --data ../shared/data/mnist.npz
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import time
@@ -21,6 +25,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from job.config import TrainConfig  # noqa: E402
@@ -28,6 +33,37 @@ from job.data import load_data, training_images  # noqa: E402
 from job.gan import TrainStep, build_gan  # noqa: E402
 
 STEPS_PER_CALL = 50
+
+
+def multiply_adds(model: keras.Model) -> int:
+    """Multiply-adds of one image through `model`'s Dense and convolution layers (nested models included)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += multiply_adds(layer)
+        elif isinstance(layer, keras.layers.Dense):
+            total += layer.input.shape[-1] * layer.units
+        elif isinstance(layer, keras.layers.Conv2DTranspose):  # each input pixel spreads a kernel over the output
+            total += math.prod(layer.input.shape[1:]) * math.prod(layer.kernel_size) * layer.filters
+        elif isinstance(layer, keras.layers.Conv2D):
+            total += math.prod(layer.output.shape[1:]) * math.prod(layer.kernel_size) * layer.input.shape[-1]
+    return total
+
+
+def step_work(images, arch: str) -> dict[str, float]:
+    """One training step's work: the discriminator's half runs the generator forward on batch/2 latents and the
+    discriminator forward and backward on batch images; the generator's half both forward and backward on batch
+    latents, without the discriminator's weight gradients."""
+    config = TrainConfig(out=Path("unused"), arch=arch)
+    gan = build_gan(config, images.shape[1:], 0)
+    generator, discriminator = multiply_adds(gan.generator), multiply_adds(gan.discriminator)
+    batch = config.batch
+    step = batch // 2 * generator + 3 * batch * discriminator + 3 * batch * generator + 2 * batch * discriminator
+    return {
+        f"{arch}_generator_madds_per_image": generator,
+        f"{arch}_discriminator_madds_per_image": discriminator,
+        f"{arch}_step_gflop": round(2 * step / 1e9, 3),
+    }
 
 
 def loop(images, arch: str, jit_compile: bool):
@@ -72,6 +108,7 @@ def main() -> None:
         print(f"{name:10s} {value:8.1f} steps/s (median {statistics.median(rates[name]):.1f})")
     figures = {f"{name}_steps_per_s": round(value, 1) for name, value in best.items()}
     figures |= {f"{name}_median_steps_per_s": round(statistics.median(v), 1) for name, v in rates.items()}
+    figures |= step_work(images, "mlp") | step_work(images, "dcgan")
     figures |= {
         "mlp_over_dcgan": round(best["mlp_xla"] / best["dcgan"], 2),
         "dcgan_without_over_with_xla": round(best["dcgan"] / best["dcgan_xla"], 2),

@@ -7,7 +7,9 @@ Each variant is a real `gan-job train` run; its quality is what the job itself l
 Fréchet distance between classifier features of 2,000 samples and of the real test images, how many digits cover
 at least 5% of the samples, the smallest digit share, and for the conditional model the share classified as the
 digit asked for. Beside it, each run's wall time, the time inside its compiled training calls and its steps/s there
-(the run's `timings` record): the figures for an equal-wall-time comparison.
+(the run's `timings` record): the figures for an equal-wall-time comparison. And the metric's floor: the Fréchet
+distance of 2,000 real training images against the same test images (three draws), what a perfect generator would
+measure at this sample count.
 
     python bench/quality.py --data ../shared/data/mnist.npz [--steps 10000] [--seed 0] [--variants default seed]
 
@@ -25,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+SAMPLES = 2000  # quality samples per measurement: each run's, and the real images of the floor
 VARIANTS = {
     "seed": ["--preset", "seed"],
     "default": ["--preset", "default"],
@@ -54,7 +57,7 @@ def train(name: str, extra: list[str], args, scratch: Path) -> dict:
         "--seed",
         str(args.seed),
         "--quality-samples",
-        "2000",
+        str(SAMPLES),
         "--quality-cache",
         str(scratch / "cache"),
         *extra,
@@ -83,6 +86,21 @@ def train(name: str, extra: list[str], args, scratch: Path) -> dict:
     }
 
 
+def real_floor(args, scratch: Path, draws: int = 3) -> list[float]:
+    """The Fréchet distance of SAMPLES real training images against the reference, `draws` times: the finite-sample
+    distance a generator that draws the training distribution exactly would measure."""
+    import numpy as np
+
+    from job.data import load_data, reference_images, to_unit_range
+    from job.quality import QualityMeter, load_or_train_classifier
+
+    data = load_data(args.data)
+    meter = QualityMeter(load_or_train_classifier(data, scratch / "cache", seed=args.seed), reference_images(data))
+    rng = np.random.default_rng(args.seed)
+    picks = (rng.choice(len(data.x_train), SAMPLES, replace=False) for _ in range(draws))
+    return [round(meter.measure(to_unit_range(data.x_train[p])).frechet_distance, 3) for p in picks]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True)
@@ -109,8 +127,10 @@ def main() -> None:
             if "label_accuracy" in p:
                 line += f", {p['label_accuracy']:.1%} as asked"
             print(line)
+    floor = real_floor(args, scratch)
+    print(f"floor: {SAMPLES} real training images measure a Fréchet distance of {', '.join(map(str, floor))}")
     last = {name: points[-1] for name, points in results.items()}
-    figures = {"steps": args.steps, "seed": args.seed, "runs": str(scratch), "variants": runs}
+    figures = {"steps": args.steps, "seed": args.seed, "runs": str(scratch), "real_floor": floor, "variants": runs}
     if {"seed", "default"} <= last.keys():
         figures["fd_ratio_seed_over_default"] = round(
             last["seed"]["frechet_distance"] / last["default"]["frechet_distance"], 2

@@ -24,6 +24,7 @@ from serving.model import first_line
 log = logging.getLogger(__name__)
 
 PARTIAL = ".partial-"  # a checkpoint being written: a folder that a restart removes
+OTHER_SHAPES = "incompatible tensor with shape"  # what TensorFlow says of a checkpoint of networks of other sizes
 
 
 class Checkpoints:
@@ -80,14 +81,23 @@ class Checkpoints:
         CheckpointsUnreadable when there are checkpoints and none reads back: they are all left as they are."""
         self._remove_partial_writes()
         steps = self.steps()
+        reasons = []
         for step in reversed(steps):
             try:
                 self.restore_step(step)
             except Exception as error:  # truncated or corrupt files: TensorFlow raises several kinds
-                reason = first_line(error)
-                log.warning("checkpoint %s is unreadable (%s); trying the one before it", self.prefix(step), reason)
+                reasons.append(first_line(error))
+                log.warning(
+                    "checkpoint %s is unreadable (%s); trying the one before it", self.prefix(step), reasons[-1]
+                )
                 continue
             return step
+        if reasons and all(OTHER_SHAPES in reason for reason in reasons):
+            raise CheckpointsUnreadable(
+                f"the checkpoints in {self.folder} hold networks of other shapes than this version builds for the "
+                "run's settings (begun by an earlier version of mnist-gan?): they are left as they are; resume with "
+                "that version, or --force to start a new run there"
+            )
         if steps:
             raise CheckpointsUnreadable(
                 f"none of the {len(steps)} checkpoints in {self.folder} reads back (steps "

@@ -44,6 +44,9 @@ class Gan:
 
     def checkpoint(self) -> tf.train.Checkpoint:
         parts = {"ema_generator": self.ema_generator} if self.ema_generator is not None else {}
+        seeds = seed_states(self.generator) + seed_states(self.discriminator)
+        if seeds:  # only networks with dropout: the checkpoints of the others stay as they were
+            parts["seed_states"] = seeds
         return tf.train.Checkpoint(
             generator=self.generator,
             discriminator=self.discriminator,
@@ -55,6 +58,14 @@ class Gan:
             fixed_latents=self.fixed_latents,
             **parts,
         )
+
+
+def seed_states(model: keras.Model) -> list:
+    """The random state of the model's layers that draw random numbers (dropout). Keras keeps it in variables of
+    their own, outside `model.weights`, which a tf.train.Checkpoint of the model does not reach: without it a
+    resumed run would draw other dropout masks than an uninterrupted one."""
+    weights = {id(weight) for weight in model.weights}
+    return [variable for variable in model.variables if id(variable) not in weights]
 
 
 def build_gan(config: TrainConfig, image_shape: Shape, num_classes: int) -> Gan:

@@ -100,10 +100,15 @@ def upsamplings(image_shape: Shape) -> int:
     return min(4, max(1, int(math.log2(min(image_shape[:2]) / 4))))
 
 
+DCGAN_DROPOUT = 0.3  # after each of the discriminator's convolutions, as in TensorFlow's DCGAN tutorial
+
+
 def _dcgan_filters(level: int) -> int:
-    """Filters of the feature maps `level` doublings from the smallest: 128, 64, 32, then 16. Small on purpose: a
-    step of twice these widths cost 4x the time on this project's CPU (README, "Architectures")."""
-    return max(16, 128 // 2**level)
+    """Filters of the feature maps `level` doublings from the smallest: 256, 128, 64, then 32 (TensorFlow's DCGAN
+    tutorial's widths). Half of them measured worse at every step on MNIST, at about a third of the cost (Fréchet
+    distance 11.9 against 5.5 at 10,000 steps, 6.9 against 4.1 at 20,000, both without dropout; README,
+    "Architectures")."""
+    return max(32, 256 // 2**level)
 
 
 def _dcgan_generator(input_dim: int, image_shape: Shape, name: str) -> keras.Sequential:
@@ -132,14 +137,16 @@ def _dcgan_generator(input_dim: int, image_shape: Shape, name: str) -> keras.Seq
 
 
 def _dcgan_discriminator_features(image_shape: Shape) -> list[layers.Layer]:
-    """Strided 4x4 convolutions with LeakyReLU(0.2), halving the image as often as the generator doubles it
-    (the generator's widths in reverse, at least 32), then flattened."""
+    """Strided 4x4 convolutions with LeakyReLU(0.2) and dropout, halving the image as often as the generator
+    doubles it (the generator's widths in reverse, at least 64), then flattened. The dropout is active in the
+    discriminator's own step only (the generator's step calls it in inference mode)."""
     convolutions = []
     for level in range(upsamplings(image_shape)):
         filters = _dcgan_filters(upsamplings(image_shape) - level)
         convolutions += [
-            layers.Conv2D(max(32, filters), 4, strides=2, padding="same"),
+            layers.Conv2D(max(64, filters), 4, strides=2, padding="same"),
             layers.LeakyReLU(negative_slope=0.2),
+            layers.Dropout(DCGAN_DROPOUT),
         ]
     return [*convolutions, layers.Flatten()]
 

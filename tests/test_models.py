@@ -45,3 +45,15 @@ def test_layer_recipe_is_dense_leakyrelu_batchnorm():
     assert all(layer.negative_slope == 0.2 for layer in generator.layers if hasattr(layer, "negative_slope"))
     assert generator.layers[-2].activation.__name__ == "tanh"
     assert build_discriminator("mlp", MNIST[0]).layers[-1].activation.__name__ == "sigmoid"
+
+
+def test_the_dcgan_on_mnist_has_the_widths_of_tensorflows_dcgan_tutorial():
+    generator = build_generator("dcgan", 100, MNIST[0])
+    widths = [getattr(layer, "units", None) or layer.filters for layer in generator.layers if hasattr(layer, "kernel")]
+    assert widths == [7 * 7 * 256, 128, 64, 1]  # a 7x7 map of 256 channels, 14x14x128, 28x28x64, then the image
+    assert generator(np.zeros((2, 100), "float32")).shape == (2, 28, 28, 1)
+    discriminator = build_discriminator("dcgan", MNIST[0])
+    kinds = [type(layer).__name__ for layer in discriminator.layers]
+    assert kinds == ["Conv2D", "LeakyReLU", "Dropout"] * 2 + ["Flatten", "Dense"]
+    assert [layer.filters for layer in discriminator.layers if hasattr(layer, "filters")] == [64, 128]
+    assert all(layer.rate == 0.3 for layer in discriminator.layers if hasattr(layer, "rate"))

@@ -17,8 +17,10 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
+from job.checkpoints import Checkpoints
 from job.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from job.cli import main as gan_job
+from job.errors import CheckpointsUnreadable
 from job.train import TrainingDiverged, train
 from tests.conftest import SMALL_MNIST, progress_records, run_cli, short_run_config
 
@@ -102,6 +104,16 @@ def test_sigterm_writes_a_checkpoint_and_exits_with_the_interrupted_code(tmp_pat
     assert code == EXIT_INTERRUPTED
     kept = sorted(int(p.name[5:-6]) for p in (tmp_path / "checkpoints").glob("ckpt-*.index"))
     assert kept and kept[-1] >= 30  # the checkpoint of the step it stopped at, not only the last interval's
+
+
+def test_checkpoints_of_networks_of_other_shapes_are_named_as_such_and_kept(tmp_path):
+    # A run begun by a version of the job that built other networks for the same settings (the DCGAN got wider).
+    Checkpoints(tmp_path, tf.train.Checkpoint(kernel=tf.Variable(tf.zeros([4, 32]))), keep=3).save(100)
+    before = sorted(path.name for path in tmp_path.iterdir())
+    now = Checkpoints(tmp_path, tf.train.Checkpoint(kernel=tf.Variable(tf.zeros([4, 64]))), keep=3)
+    with pytest.raises(CheckpointsUnreadable, match="networks of other shapes .*earlier version of mnist-gan"):
+        now.restore_latest()
+    assert sorted(path.name for path in tmp_path.iterdir()) == before
 
 
 def test_a_corrupt_newest_checkpoint_is_skipped_with_a_warning(trained_run, tmp_path, caplog):
