@@ -30,7 +30,7 @@ import tensorflow as tf  # noqa: E402
 
 from job.config import TrainConfig  # noqa: E402
 from job.data import load_data, training_images  # noqa: E402
-from job.gan import TrainStep, build_gan  # noqa: E402
+from job.gan import TrainStep, build_gan, make_deterministic  # noqa: E402
 
 STEPS_PER_CALL = 50
 
@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=8.0, help="about how long each loop runs per round")
     args = parser.parse_args()
-    tf.config.experimental.enable_op_determinism()  # as the job does
+    make_deterministic()  # as the job does
     images = training_images(load_data(args.data), -1)
     loops = {
         "mlp_xla": loop(images, "mlp", True),

@@ -38,7 +38,7 @@ from minimal_gan import MinimalGan  # noqa: E402  (bench/minimal_gan.py, beside 
 
 from job.config import TrainConfig  # noqa: E402
 from job.data import load_data, training_images  # noqa: E402
-from job.gan import TrainStep, build_gan  # noqa: E402
+from job.gan import TrainStep, build_gan, make_deterministic  # noqa: E402
 from job.models import build_discriminator, build_generator  # noqa: E402
 
 MNIST = ((28, 28, 1), 10)  # image shape, classes
@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--tutorial-steps", type=int, default=60, help="steps of the tutorial loop per round")
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    tf.config.experimental.enable_op_determinism()  # as the job does
+    make_deterministic()  # as the job does
     images = training_images(load_data(args.data), -1)
 
     seed_run, seed_steps = job_loop(images, "seed")

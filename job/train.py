@@ -19,7 +19,7 @@ from job.config import TrainConfig
 from job.data import ImageData, reference_images, training_set
 from job.errors import Interrupted, TrainingDiverged
 from job.export import export_onnx, metadata
-from job.gan import Gan, TrainStep, build_gan, sample_images
+from job.gan import Gan, TrainStep, build_gan, make_deterministic, sample_images
 from job.outputs import MetricsLog, append_record, save_grid, save_keras_atomically, write_model_summaries
 from job.quality import GanQualityMeter, load_or_train_classifier
 from job.report import kept_current
@@ -75,7 +75,7 @@ def train_claimed(
     timings = Timings()
     on_progress = on_progress or _log_progress
     log.info("configuration: %s", json.dumps(config.to_dict(), sort_keys=True))
-    tf.config.experimental.enable_op_determinism()  # a resumed run ends bit for bit where an uninterrupted one does
+    make_deterministic()  # a resumed run ends bit for bit where an uninterrupted one does
     images, labels = training_set(data, config.digit)
     device = _device()
     log.info("training on %d images of %s (%s) on %s", len(images), _shape_text(data), _classes(config, data), device)

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# What job.gan.make_deterministic sets, here for the whole session: tests run TensorFlow before their first train().
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 SMALL_MNIST = Path(__file__).parent / "data" / "mnist_small.npz"
 
