@@ -37,7 +37,7 @@ import tensorflow as tf  # noqa: E402
 from minimal_gan import MinimalGan  # noqa: E402  (bench/minimal_gan.py, beside this file)
 
 from job.config import TrainConfig  # noqa: E402
-from job.data import load_data, training_images  # noqa: E402
+from job.data import load_data, to_unit_range, training_images  # noqa: E402
 from job.gan import TrainStep, build_gan, make_deterministic  # noqa: E402
 from job.models import build_discriminator, build_generator  # noqa: E402
 
@@ -149,15 +149,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     make_deterministic()  # as the job does
-    images = training_images(load_data(args.data), -1)
+    images = training_images(load_data(args.data), -1)  # uint8, as the job keeps them
+    scaled = to_unit_range(images)  # in [-1, 1], as the tutorial and the minimal loop keep them
 
     seed_run, seed_steps = job_loop(images, "seed")
     default_run, _ = job_loop(images, "default")
     loops = {
-        "tutorial": (tutorial_loop(images), args.tutorial_steps),
+        "tutorial": (tutorial_loop(scaled), args.tutorial_steps),
         "job_seed": (seed_run, args.job_steps),
         "job_default": (default_run, args.job_steps),
-        "minimal_xla": (minimal_loop(images), args.job_steps),
+        "minimal_xla": (minimal_loop(scaled), args.job_steps),
     }
     rates = interleaved(loops, args.rounds)
     best = {name: max(values) for name, values in rates.items()}

@@ -6,6 +6,7 @@ Each training option is declared once, here, as a field of `TrainConfig` with it
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import typing
 from dataclasses import dataclass
@@ -162,6 +163,7 @@ class TrainConfig:
                     f"--image-size must be at least {MIN_SIDE}x{MIN_SIDE} and at most {MAX_SIDE}x{MAX_SIDE}, "
                     f"got {self.image_size}"
                 )
+            object.__setattr__(self, "image_size", size_text(size))  # 32, 32x32 and 32X32 are one size
 
     @property
     def image_hw(self) -> tuple[int, int] | None:
@@ -207,11 +209,18 @@ class TrainConfig:
         # An option a run's config.json lacks is one added since that run began: it ran on the option's default.
         defaults = {name: default_of(name) for name in options() if name not in saved}
         saved = defaults | saved
+        with contextlib.suppress(ValueError, TypeError, AttributeError):  # runs that recorded a size as it was given
+            saved["image_size"] = size_text(parse_image_size(saved["image_size"]))
         return sorted(
             f"{key}: run has {saved.get(key)!r}, asked for {mine[key]!r}"
             for key in mine
             if key not in resumable and saved.get(key) != mine[key]
         )
+
+
+def size_text(size: tuple[int, int]) -> str:
+    """(height, width) as --image-size writes it: 'HxW'."""
+    return f"{size[0]}x{size[1]}"
 
 
 def options() -> dict[str, Option]:

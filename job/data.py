@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from job.errors import DataError
+from job.memory import check_room_for_images
 from serving.model import CHANNELS, MAX_CLASSES, MNIST_CLASSES
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,8 @@ IDX_NAMES = {
     "y_test": "t10k-labels-idx1-ubyte",
 }
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
-GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}  # pillow modes without colour
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}  # pillow modes without colour
+WIDE_GREY_MODES = {"I", "I;16", "I;16B", "I;16L"}  # of them, those whose values go beyond 255 (16-bit PNGs)
 
 # The data sets `--data NAME` downloads through keras.datasets, with their class names.
 KERAS_SETS: dict[str, tuple[str, ...]] = {
@@ -123,14 +125,18 @@ def _read(path: Path, image_size: tuple[int, int] | None, channels: int | None) 
 
 
 def training_images(data: ImageData, label: int) -> np.ndarray:
-    """The training images of one class (or all for -1), as float32 in [-1, 1], (N, height, width, channels)."""
+    """The training images of one class (or all for -1), uint8 (N, height, width, channels)."""
     return training_set(data, label)[0]
 
 
 def training_set(data: ImageData, label: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """The training images of one class (or all for -1) in [-1, 1], and their labels (None when unlabelled)."""
+    """The training images of one class (or all for -1), uint8, and their labels (None when unlabelled). They stay
+    uint8 where they are resident for the whole run (a quarter of float32's memory); the training step scales each
+    batch to [-1, 1] exactly as `to_unit_range` does."""
     keep = class_mask(data, label)
-    return to_unit_range(data.x_train[keep]), None if data.y_train is None else data.y_train[keep]
+    if keep.all():
+        return data.x_train, data.y_train  # no copy of what may be gigabytes
+    return data.x_train[keep], None if data.y_train is None else data.y_train[keep]
 
 
 def class_mask(data: ImageData, label: int) -> np.ndarray:
@@ -261,6 +267,7 @@ def _read_image_folder(
     if not any(groups):
         raise DataError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}) nor IDX files")
     channels = channels or _channels_of(groups)
+    check_room_for_images(sum(map(len, groups)), (*(image_size or _first_size(groups)), channels))
     images = [_read_image(path, image_size, channels) for group in groups for path in group]
     _check_same_size(images, [path for group in groups for path in group])
     arrays = {"x_train": np.stack(images)}
@@ -288,16 +295,37 @@ def _channels_of(groups: list[list[Path]]) -> int:
     return 1
 
 
+def _first_size(groups: list[list[Path]]) -> tuple[int, int]:
+    """(height, width) of the first image, from its header: without --image-size, all must share it."""
+    path = next(path for group in groups for path in group)
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except (OSError, UnidentifiedImageError) as error:
+        raise DataError(f"cannot read image {path}: {error}") from error
+
+
 def _read_image(path: Path, image_size: tuple[int, int] | None, channels: int) -> np.ndarray:
     try:
         with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
+            image = _eight_bit(image).convert("L" if channels == 1 else "RGB")
             if image_size is not None and image.size != image_size[::-1]:
                 image = image.resize(image_size[::-1], Image.Resampling.LANCZOS)
             pixels = np.asarray(image, dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError) as error:
         raise DataError(f"cannot read image {path}: {error}") from error
     return pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """16-bit grey images (and 32-bit integer ones holding values beyond 255) scaled to 0..255: pillow's
+    convert("L") would clip every value above 255, turning a 16-bit PNG's greys into black and white."""
+    if image.mode not in WIDE_GREY_MODES:
+        return image
+    pixels = np.asarray(image, dtype=np.float64)
+    if image.mode == "I" and pixels.max(initial=0) <= 255:  # 8-bit values in a 32-bit image: nothing to scale
+        return image
+    return Image.fromarray(np.rint(pixels / 257).clip(0, 255).astype(np.uint8), "L")  # 65535 / 257 = 255
 
 
 def _check_same_size(images: list[np.ndarray], paths: list[Path]) -> None:
@@ -318,6 +346,9 @@ def _uniform(images: np.ndarray, image_size: tuple[int, int] | None, channels: i
         images = images[..., np.newaxis]
     if images.shape[-1] not in CHANNELS:
         return images
+    target = (*(image_size or images.shape[1:3]), channels or images.shape[-1])
+    if target != images.shape[1:]:
+        check_room_for_images(len(images), target)
     if channels is not None and images.shape[-1] != channels:
         images = _grey(images) if channels == 1 else images.repeat(3, axis=-1)
     if image_size is not None and images.shape[1:3] != image_size:

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from job.config import TrainConfig
+from job.data import to_unit_range
 from job.models import ARCHITECTURES, Architecture, Shape, build_discriminator, build_generator
 from serving.model import cycling_labels
 
@@ -138,12 +139,15 @@ class TrainStep:
     def __init__(
         self,
         gan: Gan,
-        images: np.ndarray,
+        images: np.ndarray,  # uint8 (N, height, width, channels)
         batch: int,
         labels: np.ndarray | None = None,
     ) -> None:
         self.gan = gan
-        self.reals = tf.constant(images)  # the whole training set, resident on the device
+        self.reals = tf.constant(images, tf.uint8)  # the whole training set, resident on the device, as uint8
+        # Each pixel's value in [-1, 1], looked up: exactly to_unit_range's, which TensorFlow's own division is not
+        # (one in two values differs in the last bit).
+        self.pixel_values = tf.constant(to_unit_range(np.arange(256, dtype=np.uint8)))
         self.real_digits = tf.constant(labels.astype(np.int32)) if gan.conditional else None
         self.half, self.batch = batch // 2, batch
         self.latent_dim = gan.generator.inputs[0].shape[-1]
@@ -156,7 +160,7 @@ class TrainStep:
     def discriminator_step(self) -> tuple[tf.Tensor, tf.Tensor]:
         gan = self.gan
         picks = gan.rng.uniform([self.half], 0, tf.shape(self.reals)[0], dtype=tf.int32)
-        real = tf.gather(self.reals, picks)
+        real = tf.gather(self.pixel_values, tf.cast(tf.gather(self.reals, picks), tf.int32))
         fake_digits = self._digits(self.half)
         # The tutorial's generator.predict() is inference mode: BatchNorm uses its moving statistics (see Architecture).
         fake = call_generator(

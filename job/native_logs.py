@@ -2,10 +2,11 @@
 
 TensorFlow's C++ runtime writes to file descriptor 2 before any Python logging exists: absl's "All log messages
 before absl::InitializeLog()" banner, a failed `cuInit` on a machine without a GPU, oneDNN notices, an E0000 line
-about a NodeDef attribute. They read as errors when nothing is wrong, and TF_CPP_MIN_LOG_LEVEL does not silence
-them all. So descriptor 2 becomes a pipe whose lines a thread copies to the real stderr, less the ones known to be
-start-up noise; Python's own `sys.stderr` keeps writing to the real stderr directly, so a terminal stays a terminal
-(for the progress bar) and the job's lines never wait on the thread.
+about a NodeDef attribute, another when Grappler cannot fuse two ops of the DCGAN's step. They read as errors when
+nothing is wrong, and TF_CPP_MIN_LOG_LEVEL does not silence them all. So descriptor 2 becomes a pipe whose lines
+a thread copies to the real stderr, less the ones known to be start-up noise; Python's own `sys.stderr` keeps
+writing to the real stderr directly, so a terminal stays a terminal (for the progress bar) and the job's lines
+never wait on the thread.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ NOISE = re.compile(
     r"|Unable to register cu(DNN|FFT|BLAS) factory|computation placer|TF-TRT|TensorRT"
     r"|oneDNN custom operations|TF_ENABLE_ONEDNN_OPTS|use_unbounded_threadpool"
     r"|This TensorFlow binary is optimized|rebuild TensorFlow with the appropriate compiler flags"
+    r"|remapper failed: INVALID_ARGUMENT: Mutation::Apply"  # a graph rewrite (DCGAN) skipped: the graph runs as is
     r"|^[IW]\d{4} \d\d:\d\d:\d\d\.\d+ "  # absl's informational and warning lines
 )
 

@@ -16,10 +16,11 @@ import tensorflow as tf
 from job import signals
 from job.checkpoints import Checkpoints
 from job.config import TrainConfig
-from job.data import ImageData, reference_images, training_set
+from job.data import ImageData, reference_images, to_unit_range, training_set
 from job.errors import Interrupted, TrainingDiverged
 from job.export import export_onnx, metadata
 from job.gan import Gan, TrainStep, build_gan, make_deterministic, sample_images
+from job.memory import check_fits
 from job.outputs import MetricsLog, append_record, save_grid, save_keras_atomically, write_model_summaries
 from job.quality import GanQualityMeter, load_or_train_classifier
 from job.report import kept_current
@@ -79,10 +80,12 @@ def train_claimed(
     images, labels = training_set(data, config.digit)
     device = _device()
     log.info("training on %d images of %s (%s) on %s", len(images), _shape_text(data), _classes(config, data), device)
+    gan = build_gan(config, data.image_shape, data.num_classes)
+    if not tf.config.list_physical_devices("GPU"):  # on a GPU, TensorFlow reports a lack of memory itself
+        check_fits(gan.generator, gan.discriminator, images, config.batch)
     with timings.part("quality_classifier"):
         meter = _quality_meter(config, data)  # the classifier's one-time training, before the run folder is touched
     signals.raise_if_requested()
-    gan = build_gan(config, data.image_shape, data.num_classes)
     checkpoints = Checkpoints(run.checkpoints, gan.checkpoint(), keep=config.keep_checkpoints)
     if force and run.config.exists():
         log.warning("--force: starting a new run in %s; the old run's outputs are removed", run.root)
@@ -92,7 +95,7 @@ def train_claimed(
     if start:
         log.info("resuming from the checkpoint of step %d", start)
     else:
-        save_grid(images[:16], run.samples / "reals.png")
+        save_grid(to_unit_range(images[:16]), run.samples / "reals.png")
         write_model_summaries(run, [gan.generator, gan.discriminator])
 
     with kept_current(run.root, device, interrupted=Interrupted) as update_report:  # report.html

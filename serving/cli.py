@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import math
 import os
 import shutil
 import sys
@@ -122,7 +121,9 @@ def generate(
     if count is None:
         count = ROW_PER_CLASS * generator.num_classes if row_per_class else DEFAULT_COUNT
     if row_per_class:
-        columns = columns or math.ceil(count / generator.num_classes)  # one row per class
+        # As many columns as every class can fill: each gets a row (from -n of the number of classes on), and
+        # images beyond a multiple of it start the classes over on rows of their own.
+        columns = columns or max(1, count // generator.num_classes)
     if output_format == "grid":
         _check_grid_size(generator, count, columns, scale)
     batches = _image_batches(

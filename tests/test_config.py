@@ -46,6 +46,15 @@ def test_only_defining_fields_count_as_a_different_run():
     assert TrainConfig(out=Path("a"), steps=100, digit=3).differences(saved) == ["digit: run has -1, asked for 3"]
 
 
+def test_an_image_size_is_the_same_size_however_it_is_written():
+    assert TrainConfig(out=Path("a"), image_size="32").image_size == "32x32"
+    saved = TrainConfig(out=Path("a"), image_size="32x32").to_dict() | {"image_size": "32X32"}  # as given before
+    assert TrainConfig(out=Path("a"), image_size="32").differences(saved) == []
+    assert TrainConfig(out=Path("a"), image_size="32x48").differences(saved) == [
+        "image_size: run has '32x32', asked for '32x48'"
+    ]
+
+
 # ---- each training option is declared once (job/config.py); the CLI, --help and README follow ------------------
 
 DECLARED = options()

@@ -5,6 +5,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
 from job.data import DataError, load_data, training_set
 from tests.conftest import image_folder, mnist_png_folders, tinted_mnist_32, unlabelled_npz
@@ -79,6 +80,17 @@ def test_images_beside_class_folders_are_refused(tmp_path):
     folder = image_folder(tmp_path, {"": [(12, 12, "L")], "cats": [(12, 12, "L")]})
     with pytest.raises(DataError, match="mixes image files and class folders"):
         load_data(folder)
+
+
+def test_16_bit_grey_pngs_keep_their_greys(tmp_path, small_mnist):
+    with np.load(small_mnist) as npz:
+        digits = npz["x_train"][:6]
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    for index, digit in enumerate(digits):
+        Image.fromarray(digit.astype(np.uint16) * 257).save(folder / f"{index}.png")  # 0..255 -> 0..65535
+    assert Image.open(folder / "0.png").mode.startswith("I")  # read back as 16-bit
+    assert np.array_equal(load_data(folder).x_train[..., 0], digits)
 
 
 def test_a_keras_data_set_is_loaded_by_name_with_its_class_names(monkeypatch):

@@ -56,6 +56,8 @@ def test_native_lines_that_are_not_start_up_noise_still_reach_stderr():
     code = (
         "import os; from job.native_logs import filter_native_stderr; filter_native_stderr(); "
         "os.write(2, b'W0000 00:00:1.2 1 cuda_platform.cc:52] failed call to cuInit\\n'); "
+        "os.write(2, b'E0000 00:00:1.3 1 meta_optimizer.cc:967] remapper failed: INVALID_ARGUMENT: Mutation::Apply "
+        "error: fanout x exist for missing node y.\\n'); "
         "os.write(2, b'a real native error\\n'); import sys; print('python line', file=sys.stderr)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

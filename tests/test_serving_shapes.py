@@ -156,6 +156,15 @@ def test_a_conditional_grid_without_a_count_gives_every_class_a_row_of_four(rgb,
     assert dominant_channels(tiles).tolist() == [0] * 4 + [1] * 4 + [2] * 4
 
 
+def test_a_conditional_grid_of_a_count_that_is_no_multiple_of_the_classes_still_has_every_class(rgb, tmp_path):
+    result = gan_digits("generate", "--model", rgb, "-n", 4, "--scale", 1, "--out", tmp_path / "grid.png")
+    assert result.exit_code == 0, result.output
+    pixels = np.asarray(Image.open(tmp_path / "grid.png"))
+    assert pixels.shape == (4 * (12 + 2) + 2, 1 * (20 + 2) + 2, 3)  # one column: a row per class, then one more
+    tiles = np.stack([pixels[2 + r * 14 : 14 + r * 14, 2:22] for r in range(4)])
+    assert dominant_channels(tiles).tolist() == [0, 1, 2, 0]
+
+
 def test_the_png_format_writes_one_rgb_file_per_image(rgb, tmp_path):
     result = gan_digits("generate", "--model", rgb, "-n", 4, "--format", "png", "--scale", 2, "--out", tmp_path / "p")
     assert result.exit_code == 0, result.output
