@@ -59,7 +59,8 @@ def train(
 
     On SIGTERM or SIGINT (job/signals.py) training ends after the compiled call under way, writes a checkpoint and
     raises Interrupted. A new run that fails before its first checkpoint leaves no folder behind. A start that
-    trains to the end logs where its time went and adds a `timings` record to metrics.jsonl.
+    finishes the run (trains to the end, or exports what an interrupted start trained) logs where its time went and
+    adds a `timings` record to metrics.jsonl.
     """
     with claimed(config, force) as (run, data):
         return train_claimed(config, run, data, force, on_progress)
@@ -108,11 +109,12 @@ def train_claimed(
         elif run.generator.exists() and run.onnx.exists():
             log.info("run in %s already finished at step %d: nothing to do", run.root, start)
             return gan
+        else:  # the steps are done, the export is not (a start stopped while exporting)
+            timings.start_up_ends()
         with timings.part("export"):
             save_final_models(gan, config, data, run)
-        if start < config.steps:
-            log.info("timings: %s", timings.summary())
-            append_record(run.metrics, {"step": int(gan.step.numpy()), "timings": timings.record()})
+        log.info("timings: %s", timings.summary())
+        append_record(run.metrics, {"step": int(gan.step.numpy()), "timings": timings.record()})
     return gan
 
 

@@ -57,3 +57,14 @@ def test_the_dcgan_on_mnist_has_the_widths_of_tensorflows_dcgan_tutorial():
     assert kinds == ["Conv2D", "LeakyReLU", "Dropout"] * 2 + ["Flatten", "Dense"]
     assert [layer.filters for layer in discriminator.layers if hasattr(layer, "filters")] == [64, 128]
     assert all(layer.rate == 0.3 for layer in discriminator.layers if hasattr(layer, "rate"))
+
+
+def test_the_conditional_dcgan_keeps_half_those_widths_and_no_dropout():
+    # Wider, or with dropout, a conditional DCGAN drew each class as one image (README, "Architectures").
+    generator = build_generator("dcgan", 100, MNIST[0], num_classes=10).get_layer("generator_dcgan")
+    widths = [getattr(layer, "units", None) or layer.filters for layer in generator.layers if hasattr(layer, "kernel")]
+    assert widths == [7 * 7 * 128, 64, 32, 1]
+    discriminator = build_discriminator("dcgan", MNIST[0], num_classes=10)
+    kinds = [type(layer).__name__ for layer in discriminator.layers]
+    assert "Dropout" not in kinds
+    assert [layer.filters for layer in discriminator.layers if type(layer).__name__ == "Conv2D"] == [32, 64]

@@ -1,6 +1,7 @@
 """A short real training run leaves a complete run directory, and resumes bit for bit."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -108,6 +109,18 @@ def test_a_finished_start_says_where_its_time_went(trained_run):
     assert timings["overhead_ratio"] > 1
     kept = sum(p.stat().st_size for p in (out / "checkpoints").glob("ckpt-*"))
     assert timings["checkpoint_bytes"] == kept  # three checkpoints written, three kept
+
+
+def test_a_start_that_only_finishes_the_export_says_where_its_time_went_too(trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run[0], run)
+    for model in ("generator.keras", "generator.onnx"):  # as a start stopped while exporting leaves it
+        (run / model).unlink()
+    train(short_run_config(run))
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 300 and last["timings"]["training_s"] == 0 and last["timings"]["export_s"] > 0
+    assert last["timings"]["overhead_ratio"] is None  # no training call to compare with
+    assert (run / "generator.onnx").is_file()
 
 
 def test_checkpoints_by_wall_time_fall_anywhere_and_a_resume_from_one_is_bit_for_bit(trained_run, tmp_path):
