@@ -237,7 +237,8 @@ def _evaluate(model_path: Path, data: str | None, samples: int, seed: int, cache
     except ModelError as error:
         raise click.UsageError(str(error)) from error
     if as_json:
-        click.echo(json.dumps({"model": str(model_path), "samples": samples, **report.record()}))
+        record = {"model": str(model_path), "samples": samples, **report.record()}
+        click.echo(json.dumps({**record, "class_names": list(report.class_names)}))
         return
     click.echo(f"model:             {model_path}  ({samples} samples, seed {seed})")
     click.echo(
@@ -245,7 +246,9 @@ def _evaluate(model_path: Path, data: str | None, samples: int, seed: int, cache
     )
     classes = len(report.class_shares)
     click.echo(f"classes covered:   {report.classes_covered} of {classes} (at least 5% of the samples each)")
-    click.echo("share per class:   " + "  ".join(f"{d}:{s:.1%}" for d, s in enumerate(report.class_shares)))
+    names = report.class_names or [str(label) for label in range(classes)]
+    shares = zip(names, report.class_shares, strict=True)
+    click.echo("share per class:   " + "  ".join(f"{name}:{share:.1%}" for name, share in shares))
     if report.label_accuracy is not None:
         click.echo(f"class asked for:   {report.label_accuracy:.2%} of the samples are classified as it")
 

@@ -8,7 +8,7 @@ file, in the run directory during training, beside the model for `gan-job evalua
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
@@ -83,6 +83,7 @@ class QualityReport:
     frechet_distance: float
     class_shares: list[float]  # share of the samples classified as each class, by label
     label_accuracy: float | None  # conditional models: share classified as the class asked for
+    class_names: tuple[str, ...] = ()  # of the data measured against, index = label; () where not known
 
     @property
     def classes_covered(self) -> int:
@@ -169,7 +170,8 @@ def evaluate_model(model_path: Path, data_source: str | None, samples: int, seed
     meter = QualityMeter(load_or_train_classifier(data, cache), real)
     latents = next(latent_batches(seed, samples, generator.latent_dim, samples))
     digits = cycling_labels(samples, meter.num_classes) if generator.conditional else None
-    return meter.measure(generator.images(latents, digits), asked=digits)
+    report = meter.measure(generator.images(latents, digits), asked=digits)
+    return replace(report, class_names=data.class_names)
 
 
 def _keras_set_of(generator: Generator) -> str:

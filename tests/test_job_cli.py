@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.conftest import run_cli
@@ -108,6 +109,18 @@ def test_evaluate_prints_the_quality_of_any_exported_generator(trained_run, smal
     assert len(report["class_shares"]) == 10 and "label_accuracy" not in report
     text = run_cli(*args, "--quality-cache", str(tmp_path))
     assert "Fréchet distance:" in text.stdout and "classes covered:" in text.stdout
+
+
+def test_evaluate_names_each_class_share_as_the_data_measured_against_names_it(trained_run, small_mnist, tmp_path):
+    names = [f"digit {d}" for d in range(10)]
+    with np.load(small_mnist) as arrays:
+        np.savez(tmp_path / "named.npz", **arrays, class_names=np.array(names))
+    model = trained_run[0] / "generator.onnx"
+    args = ["evaluate", "--model", str(model), "--data", str(tmp_path / "named.npz"), "--samples", "200"]
+    report = json.loads(run_cli(*args, "--quality-cache", str(tmp_path), "--json").stdout)
+    assert report["class_names"] == names
+    shares = run_cli(*args, "--quality-cache", str(tmp_path)).stdout.split("share per class:")[1].splitlines()[0]
+    assert [part.rsplit(":", 1)[0] for part in shares.strip().split("  ")] == names
 
 
 def test_evaluate_refuses_a_file_that_is_not_a_generator(tmp_path, small_mnist):
