@@ -23,7 +23,7 @@ Shape = tuple[int, int, int]  # height, width, channels
 class Architecture:
     """How to build one architecture's networks, and how its training step must treat them."""
 
-    # (input size, image shape, conditional, name) -> images in [-1, 1]
+    # (input size, image shape, name) -> images in [-1, 1]
     generator_body: Callable[..., keras.Model]
     # (image shape, conditional) -> the layers of the features the discriminator's logit is made from
     discriminator_features: Callable[[Shape, bool], list[layers.Layer]]
@@ -39,11 +39,11 @@ def build_generator(arch: str, latent_dim: int, image_shape: Shape, num_classes:
     """Latent vector (and class label) -> an image of `image_shape` in [-1, 1]."""
     body = ARCHITECTURES[arch].generator_body
     if not num_classes:
-        return body(latent_dim, image_shape, False, name="generator")
+        return body(latent_dim, image_shape, name="generator")
     z = keras.Input(shape=(latent_dim,), name="z")
     label = keras.Input(shape=(), dtype="int32", name="label")
     embedded = layers.Embedding(num_classes, LABEL_EMBEDDING, name="label_embedding")(label)
-    images = body(latent_dim + LABEL_EMBEDDING, image_shape, True, name=f"generator_{arch}")(
+    images = body(latent_dim + LABEL_EMBEDDING, image_shape, name=f"generator_{arch}")(
         layers.Concatenate()([z, embedded])
     )
     return keras.Model([z, label], images, name="generator")
@@ -54,7 +54,11 @@ def build_discriminator(arch: str, image_shape: Shape, num_classes: int = 0) -> 
     feature_layers = ARCHITECTURES[arch].discriminator_features(image_shape, num_classes > 0)
     if not num_classes:
         return keras.Sequential(
-            [keras.Input(shape=image_shape, name="image"), *feature_layers, layers.Dense(1, activation="sigmoid")],
+            [
+                keras.Input(shape=image_shape, name="image"),
+                *feature_layers,
+                _normalised_like(feature_layers, layers.Dense(1, activation="sigmoid")),
+            ],
             name="discriminator",
         )
     image = keras.Input(shape=image_shape, name="image")
@@ -63,12 +67,21 @@ def build_discriminator(arch: str, image_shape: Shape, num_classes: int = 0) -> 
     for layer in feature_layers:
         features = layer(features)
     width = features.shape[-1]
+    # The label's projection is never spectrally normalised: so bounded, it was too weak to matter and the generator
+    # ignored the label (10% of its samples the digit asked for, README "Architectures").
     projection = layers.Dot(axes=1)([layers.Embedding(num_classes, width, name="label_projection")(label), features])
-    logit = layers.Add()([layers.Dense(1)(features), projection])
+    logit = layers.Add()([_normalised_like(feature_layers, layers.Dense(1))(features), projection])
     return keras.Model([image, label], layers.Activation("sigmoid")(logit), name="discriminator")
 
 
-def _mlp_generator(input_dim: int, image_shape: Shape, conditional: bool, name: str) -> keras.Sequential:
+def _normalised_like(feature_layers: list[layers.Layer], layer: layers.Layer) -> layers.Layer:
+    """`layer`, spectrally normalised where the discriminator's feature layers are."""
+    if any(isinstance(feature, layers.SpectralNormalization) for feature in feature_layers):
+        return layers.SpectralNormalization(layer)
+    return layer
+
+
+def _mlp_generator(input_dim: int, image_shape: Shape, name: str) -> keras.Sequential:
     """Dense 128-256-512-1024, each with LeakyReLU(0.2) and BatchNorm(momentum 0.8), then Dense H*W*C tanh (the
     same whether conditional or not)."""
     blocks = []
@@ -103,46 +116,33 @@ def upsamplings(image_shape: Shape) -> int:
     return min(4, max(1, int(math.log2(min(image_shape[:2]) / 4))))
 
 
-@dataclass(frozen=True)
-class DcganSize:
-    """How wide a DCGAN is, and how its discriminator is regularised."""
-
-    widest: int  # filters of the generator's smallest feature map, halved at each doubling
-    narrowest: int  # ... but never fewer; the discriminator has at least twice these
-    dropout: float  # after each of the discriminator's convolutions; 0: none
-
-    def filters(self, level: int) -> int:
-        """Filters of the generator's feature maps `level` doublings from the smallest."""
-        return max(self.narrowest, self.widest // 2**level)
+# The DCGAN's widths and dropout are TensorFlow's DCGAN tutorial's (measured on MNIST, README "Architectures": half
+# these widths without dropout reached a Fréchet distance of 4.3 at 50,000 steps, these 2.7).
+WIDEST = 256  # filters of the generator's smallest feature map, halved at each doubling...
+NARROWEST = 32  # ... but never fewer; the discriminator has at least twice these
+DROPOUT = 0.3  # after each of the discriminator's convolutions
 
 
-# Measured on MNIST (README, "Architectures"), by whether the networks take the class label:
-DCGAN_SIZES = {
-    # TensorFlow's DCGAN tutorial's widths and dropout: Fréchet distance 2.7 at 50,000 steps, where half these
-    # widths without dropout measured 4.3 (and 11.9 against 6.0 at 10,000 steps), at about a third of the cost.
-    False: DcganSize(widest=256, narrowest=32, dropout=0.3),
-    # Conditional, every sample of a digit became the same stroke with those widths or dropout (3 runs of 3); these
-    # narrower ones collapsed in 2 runs of 4 (README): conditional, the MLP is the better choice.
-    True: DcganSize(widest=128, narrowest=16, dropout=0.0),
-}
+def _dcgan_filters(level: int) -> int:
+    """Filters of the DCGAN generator's feature maps `level` doublings from the smallest."""
+    return max(NARROWEST, WIDEST // 2**level)
 
 
-def _dcgan_generator(input_dim: int, image_shape: Shape, conditional: bool, name: str) -> keras.Sequential:
+def _dcgan_generator(input_dim: int, image_shape: Shape, name: str) -> keras.Sequential:
     """Dense -> a small feature map -> strided transposed convolutions (BatchNorm, LeakyReLU), each doubling its
     size -> a 3x3 convolution to the image's channels, tanh; cropped to the image where the doublings overshoot."""
     height, width, channels = image_shape
-    size = DCGAN_SIZES[conditional]
     doublings = upsamplings(image_shape)
     base = (math.ceil(height / 2**doublings), math.ceil(width / 2**doublings))
     blocks = [
-        layers.Dense(base[0] * base[1] * size.filters(0), use_bias=False),
+        layers.Dense(base[0] * base[1] * _dcgan_filters(0), use_bias=False),
         layers.BatchNormalization(momentum=0.9),
         layers.LeakyReLU(negative_slope=0.2),
-        layers.Reshape((*base, size.filters(0))),
+        layers.Reshape((*base, _dcgan_filters(0))),
     ]
     for level in range(1, doublings + 1):
         blocks += [
-            layers.Conv2DTranspose(size.filters(level), 4, strides=2, padding="same", use_bias=False),
+            layers.Conv2DTranspose(_dcgan_filters(level), 4, strides=2, padding="same", use_bias=False),
             layers.BatchNormalization(momentum=0.9),
             layers.LeakyReLU(negative_slope=0.2),
         ]
@@ -154,19 +154,23 @@ def _dcgan_generator(input_dim: int, image_shape: Shape, conditional: bool, name
 
 
 def _dcgan_discriminator_features(image_shape: Shape, conditional: bool) -> list[layers.Layer]:
-    """Strided 4x4 convolutions with LeakyReLU(0.2) (and dropout where its size has it), halving the image as often
-    as the generator doubles it (the generator's widths in reverse, at least twice its narrowest), then flattened.
-    The dropout is active in the discriminator's own step only (the generator's step calls it in inference mode)."""
-    size = DCGAN_SIZES[conditional]
+    """Strided 4x4 convolutions with LeakyReLU(0.2) and dropout, halving the image as often as the generator doubles
+    it (the generator's widths in reverse, at least twice its narrowest), then flattened. The dropout is active in
+    the discriminator's own step only (the generator's step calls it in inference mode).
+
+    Conditional, the convolutions (and the logit's layer after them) are spectrally normalised (Miyato et al. 2018):
+    divided by their largest singular value at each of the discriminator's steps, which bounds how sharply it tells
+    images apart. Without it every sample of a class became the same stroke (5 runs of 7, these widths and half
+    them); unconditional, it made the images worse (README, "Architectures")."""
     convolutions = []
     for level in range(upsamplings(image_shape)):
-        filters = size.filters(upsamplings(image_shape) - level)
+        filters = _dcgan_filters(upsamplings(image_shape) - level)
+        convolution = layers.Conv2D(max(2 * NARROWEST, filters), 4, strides=2, padding="same")
         convolutions += [
-            layers.Conv2D(max(2 * size.narrowest, filters), 4, strides=2, padding="same"),
+            layers.SpectralNormalization(convolution) if conditional else convolution,
             layers.LeakyReLU(negative_slope=0.2),
+            layers.Dropout(DROPOUT),
         ]
-        if size.dropout:
-            convolutions.append(layers.Dropout(size.dropout))
     return [*convolutions, layers.Flatten()]
 
 

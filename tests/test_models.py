@@ -1,5 +1,6 @@
 """The models are the tutorial's, parameter for parameter."""
 
+import keras
 import numpy as np
 
 from job.models import build_discriminator, build_generator
@@ -59,12 +60,30 @@ def test_the_dcgan_on_mnist_has_the_widths_of_tensorflows_dcgan_tutorial():
     assert all(layer.rate == 0.3 for layer in discriminator.layers if hasattr(layer, "rate"))
 
 
-def test_the_conditional_dcgan_keeps_half_those_widths_and_no_dropout():
-    # Wider, or with dropout, a conditional DCGAN drew each class as one image (README, "Architectures").
+def test_only_the_conditional_dcgans_discriminator_is_spectrally_normalised_and_never_its_label_projection():
+    # Without it each class collapsed to one image; unconditional, it made the images worse; on the label's
+    # projection, the label was ignored (README, "Architectures").
+    def normalised(model) -> list[str]:
+        return [
+            type(layer.layer).__name__
+            for layer in model.layers
+            if isinstance(layer, keras.layers.SpectralNormalization)
+        ]
+
+    assert normalised(build_discriminator("dcgan", MNIST[0])) == []
+    assert normalised(build_discriminator("mlp", MNIST[0], num_classes=10)) == []
+    conditional = build_discriminator("dcgan", MNIST[0], num_classes=10)
+    assert normalised(conditional) == ["Conv2D", "Conv2D", "Dense"]
+    assert isinstance(conditional.get_layer("label_projection"), keras.layers.Embedding)
+
+
+def test_the_conditional_dcgan_has_the_same_widths_and_dropout():
     generator = build_generator("dcgan", 100, MNIST[0], num_classes=10).get_layer("generator_dcgan")
     widths = [getattr(layer, "units", None) or layer.filters for layer in generator.layers if hasattr(layer, "kernel")]
-    assert widths == [7 * 7 * 128, 64, 32, 1]
+    assert widths == [7 * 7 * 256, 128, 64, 1]
     discriminator = build_discriminator("dcgan", MNIST[0], num_classes=10)
-    kinds = [type(layer).__name__ for layer in discriminator.layers]
-    assert "Dropout" not in kinds
-    assert [layer.filters for layer in discriminator.layers if type(layer).__name__ == "Conv2D"] == [32, 64]
+    assert [layer.rate for layer in discriminator.layers if isinstance(layer, keras.layers.Dropout)] == [0.3, 0.3]
+    convolutions = [
+        layer.layer for layer in discriminator.layers if isinstance(layer, keras.layers.SpectralNormalization)
+    ]
+    assert [layer.filters for layer in convolutions if hasattr(layer, "filters")] == [64, 128]
