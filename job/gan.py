@@ -72,11 +72,9 @@ def make_deterministic() -> None:
     DCGAN runs on 96x96 images differed after 10 steps (they did not on 28x28). One inter-op thread makes them equal;
     each op still uses every core (no loss of speed measured on the 2-core CPU).
 
-    Nor, once, was that: on the full MNIST, two identical DCGAN runs differed in the last bits after 100 steps in six
-    pairs of six (one intra-op thread or two, oneDNN on or off), run while two other trainings used the machine;
-    with Grappler's constant folding switched off, two pairs of two were equal then, at the same speed. Later,
-    under other loads, pairs were equal either way (README, "Resilience"). The MLP's step, compiled by XLA, is bit
-    for bit the same with constant folding or without."""
+    Nor, once, was that: on the full MNIST, under load, two identical DCGAN runs differed in the last bits, and
+    were equal with Grappler's constant folding switched off, at the same speed (the evidence, and what is still not
+    understood: README, "Resilience"). The MLP's step, compiled by XLA, is the same with it or without."""
     tf.config.experimental.enable_op_determinism()
     tf.config.optimizer.set_experimental_options({"constant_folding": False})
     if tf.config.threading.get_inter_op_parallelism_threads() == 1:

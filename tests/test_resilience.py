@@ -94,8 +94,14 @@ def test_killed_and_terminated_at_random_points_a_run_ends_bit_for_bit_as_an_uni
 def test_a_resumed_dcgan_ends_bit_for_bit_as_an_uninterrupted_one(tmp_path, conditional):
     # The convolutional step runs without XLA, through other kernels than the MLP's: determinism must hold there too,
     # with the random state of the discriminator's dropout and the conditional one's spectral normalisation.
-    dcgan = {"arch": "dcgan", "steps": 120, "checkpoint_every": 60, "sample_every": 60, "log_every": 30}
-    dcgan["conditional"] = conditional
+    dcgan = {
+        "arch": "dcgan",
+        "conditional": conditional,
+        "steps": 120,
+        "checkpoint_every": 60,
+        "sample_every": 60,
+        "log_every": 30,
+    }
     train(short_run_config(tmp_path / "straight", **dcgan))
     train(short_run_config(tmp_path / "resumed", **dcgan | {"steps": 60}))
     train(short_run_config(tmp_path / "resumed", **dcgan | {"log_every": 20}))  # other compiled-call lengths, too
