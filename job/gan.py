@@ -11,7 +11,14 @@ import tensorflow as tf
 
 from job.config import TrainConfig
 from job.data import to_unit_range
-from job.models import ARCHITECTURES, Architecture, Shape, build_discriminator, build_generator
+from job.models import (
+    ARCHITECTURES,
+    Architecture,
+    Shape,
+    build_discriminator,
+    build_generator,
+    conditioning_layers,
+)
 from serving.model import cycling_labels
 
 log = logging.getLogger(__name__)
@@ -214,6 +221,16 @@ class TrainStep:
         for average, weight in zip(self.gan.ema_generator.weights, self.gan.generator.weights, strict=True):
             average.assign(weight + decay * (average - weight))
 
+    def set_conditioning(self) -> None:
+        """The label's strength in every network, from the steps done: 0 at the start, 1 after the ramp."""
+        ramp = self.gan.architecture.conditioning_ramp
+        if not (self.gan.conditional and ramp):
+            return
+        strength = tf.minimum(1.0, tf.cast(self.gan.step, tf.float32) / ramp)
+        for model in (self.gan.generator, self.gan.discriminator, self.gan.ema_generator):
+            for layer in conditioning_layers(model) if model is not None else []:
+                layer.strength.assign(strength)
+
     def compiled(self, jit_compile: bool | None = None):
         """One call runs `n` whole steps with no host round trip; returns the means of the step's metrics."""
 
@@ -223,6 +240,7 @@ class TrainStep:
         def train_steps(n: tf.Tensor) -> dict[str, tf.Tensor]:
             d_loss_sum, g_loss_sum, d_accuracy_sum = tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
             for _ in tf.range(n):
+                self.set_conditioning()
                 d_loss, d_accuracy = self.discriminator_step()
                 g_loss = self.generator_step()
                 self.gan.step.assign_add(1)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import tensorflow as tf
 
 from job import signals
@@ -19,7 +20,7 @@ from job.config import TrainConfig
 from job.data import ImageData, reference_images, to_unit_range, training_set
 from job.errors import Interrupted, TrainingDiverged
 from job.export import export_onnx, metadata
-from job.gan import Gan, TrainStep, build_gan, make_deterministic, sample_images
+from job.gan import SAMPLE_GRID, Gan, TrainStep, build_gan, make_deterministic, sample_images
 from job.memory import check_fits
 from job.outputs import MetricsLog, append_record, save_grid, save_keras_atomically, write_model_summaries
 from job.quality import GanQualityMeter, load_or_train_classifier
@@ -66,6 +67,19 @@ def train(
         return train_claimed(config, run, data, force, on_progress)
 
 
+def real_grid_images(images: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+    """The real images of reals.png: with labels, every class in turn (the order of a conditional run's sample grid),
+    as a folder's images come sorted by class and its first ones would all show one; without, the first ones."""
+    if labels is None:
+        return images[:SAMPLE_GRID]
+    classes = np.unique(labels)
+    picks = []
+    for position in range(SAMPLE_GRID):
+        of_class = np.flatnonzero(labels == classes[position % len(classes)])
+        picks.append(of_class[position // len(classes) % len(of_class)])
+    return images[picks]
+
+
 def train_claimed(
     config: TrainConfig,
     run: RunDir,
@@ -96,7 +110,7 @@ def train_claimed(
     if start:
         log.info("resuming from the checkpoint of step %d", start)
     else:
-        save_grid(to_unit_range(images[:16]), run.samples / "reals.png")
+        save_grid(to_unit_range(real_grid_images(images, labels)), run.samples / "reals.png")
         write_model_summaries(run, [gan.generator, gan.discriminator])
 
     with kept_current(run.root, device, interrupted=Interrupted) as update_report:  # report.html

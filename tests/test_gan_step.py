@@ -8,6 +8,7 @@ import pytest
 from job.config import TrainConfig
 from job.data import load_data, training_images, training_set
 from job.gan import EMA_EVERY, TrainStep, build_gan
+from job.models import conditioning_layers
 from tests.conftest import MNIST
 
 
@@ -87,6 +88,25 @@ def test_ema_follows_the_generator_and_is_what_samples_are_drawn_from(conditiona
     ):
         # between where the generator started and where it is now, nearer to now early on (warm-up)
         assert np.abs(average - weight).max() <= np.abs(start - weight).max() + 1e-6
+
+
+def test_the_conditional_dcgans_label_comes_in_over_its_ramp_in_every_network(small_mnist):
+    config = TrainConfig(out=Path("unused"), seed=1, conditional=True, arch="dcgan")
+    images, labels = training_set(load_data(small_mnist), -1)
+    gan = build_gan(config, *MNIST)
+    train_steps = TrainStep(gan, images, config.batch, labels).compiled()
+    ramp = gan.architecture.conditioning_ramp
+
+    def strength_after_a_step_from(step: int) -> list[float]:
+        gan.step.assign(step)
+        train_steps(np.int32(1))
+        networks = (gan.generator, gan.discriminator, gan.ema_generator)
+        return [float(layer.strength.numpy()) for network in networks for layer in conditioning_layers(network)]
+
+    assert strength_after_a_step_from(0) == [0.0] * 3  # the first step is unconditional
+    assert strength_after_a_step_from(ramp // 4) == [0.25] * 3
+    assert strength_after_a_step_from(ramp) == [1.0] * 3
+    assert strength_after_a_step_from(3 * ramp) == [1.0] * 3
 
 
 def test_seed_preset_is_the_tutorial_without_ema():

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from job.models import build_discriminator, build_generator
+from job.models import build_discriminator, build_generator, conditioning_layers
 from tests.conftest import MNIST
 
 
@@ -87,3 +87,23 @@ def test_the_conditional_dcgan_has_the_same_widths_and_dropout():
         layer.layer for layer in discriminator.layers if isinstance(layer, keras.layers.SpectralNormalization)
     ]
     assert [layer.filters for layer in convolutions if hasattr(layer, "filters")] == [64, 128]
+
+
+def test_the_conditional_dcgan_starts_blind_to_the_label_and_the_conditional_mlp_does_not():
+    # Conditional from the first step, the DCGAN drew each class of a small data set one way (README, "Architectures").
+    generator = build_generator("dcgan", 100, MNIST[0], num_classes=10)
+    discriminator = build_discriminator("dcgan", MNIST[0], num_classes=10)
+    latents = np.random.default_rng(0).normal(size=(2, 100)).astype("float32")
+    images = np.zeros((2, *MNIST[0]), "float32")
+
+    def by_label(model, inputs, label: int) -> np.ndarray:
+        return model([inputs, np.full(2, label, "int32")]).numpy()
+
+    assert np.array_equal(by_label(generator, latents, 0), by_label(generator, latents, 7))
+    assert np.array_equal(by_label(discriminator, images, 0), by_label(discriminator, images, 7))
+    for model in (generator, discriminator):
+        [conditioning] = conditioning_layers(model)
+        conditioning.strength.assign(1.0)  # as the training step sets it at the end of its ramp
+    assert not np.array_equal(by_label(generator, latents, 0), by_label(generator, latents, 7))
+    assert conditioning_layers(build_generator("mlp", 100, MNIST[0], num_classes=10)) == []
+    assert conditioning_layers(build_discriminator("mlp", MNIST[0], num_classes=10)) == []

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from job.data import load_data, reference_images, to_unit_range
-from job.quality import QualityMeter, frechet_distance, load_or_train_classifier
+from job.quality import QualityMeter, classifier_epochs, frechet_distance, load_or_train_classifier
 from tests.conftest import SMALL_MNIST
 
 
@@ -27,7 +27,7 @@ def test_frechet_distance_matches_the_closed_form_for_diagonal_gaussians():
 @pytest.fixture(scope="module")
 def meter(tmp_path_factory):
     mnist = load_data(SMALL_MNIST)
-    classifier = load_or_train_classifier(mnist, tmp_path_factory.mktemp("cache"), epochs=8)
+    classifier = load_or_train_classifier(mnist, tmp_path_factory.mktemp("cache"))
     return mnist, QualityMeter(classifier, reference_images(mnist))
 
 
@@ -39,6 +39,13 @@ def test_real_images_score_well_and_noise_scores_badly(meter):
     assert real.classes_covered == 10  # real MNIST holds every digit
     assert real.label_accuracy > 0.9  # the classifier recognises the training digits
     assert sum(real.class_shares) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_the_classifier_of_a_small_data_set_trains_long_enough_to_read_unseen_images(meter):
+    mnist, quality = meter  # 1,000 digits: two epochs would be 16 batches
+    assert classifier_epochs(len(mnist.x_train)) == 64 and classifier_epochs(60_000) == 2
+    unseen = quality.measure(to_unit_range(mnist.x_test), asked=mnist.y_test)  # 200 digits
+    assert unseen.label_accuracy > 0.95
 
 
 def test_a_collapsed_generator_covers_one_digit(meter):

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from job.config import ConfigError
-from job.train import train
+from job.train import real_grid_images, train
 from tests.conftest import progress_records, short_run_config
 
 pytestmark = pytest.mark.slow
@@ -140,3 +140,12 @@ def test_checkpoints_by_wall_time_fall_anywhere_and_a_resume_from_one_is_bit_for
     for model in ("generator", "discriminator", "ema_generator"):
         for a, b in zip(getattr(uninterrupted, model).weights, getattr(resumed, model).weights, strict=True):
             np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=model)
+
+
+def test_the_real_grid_shows_every_class_in_turn_even_when_the_data_comes_sorted_by_class():
+    labels = np.repeat([0, 1, 2], [20, 3, 20])  # as a folder of class subfolders is read; class 1 has few images
+    images = np.arange(len(labels))  # each image's value: its index
+    shown = real_grid_images(images, labels)
+    assert list(labels[shown]) == [0, 1, 2] * 5 + [0]  # as a conditional run's sample grid draws them
+    assert len(set(shown[labels[shown] != 1])) == 11  # no image twice while the class has more
+    assert list(real_grid_images(images, None)) == list(range(16))
