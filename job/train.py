@@ -96,6 +96,7 @@ def train_claimed(
     device = _device()
     log.info("training on %d images of %s (%s) on %s", len(images), _shape_text(data), _classes(config, data), device)
     gan = build_gan(config, data.image_shape, data.num_classes)
+    warn_if_the_label_stays_weak(config, gan)
     if not tf.config.list_physical_devices("GPU"):  # on a GPU, TensorFlow reports a lack of memory itself
         check_fits(gan.generator, gan.discriminator, images, config.batch)
     with timings.part("quality_classifier"):
@@ -242,6 +243,22 @@ def _log_progress(progress: Progress) -> None:
         progress.steps_per_s,
         progress.elapsed_s,
     )
+
+
+def warn_if_the_label_stays_weak(config: TrainConfig, gan: Gan) -> None:
+    """A conditional run that ends inside its architecture's conditioning ramp draws the class asked for less often:
+    say so at the start, not after the user has found out."""
+    ramp = gan.architecture.conditioning_ramp
+    if gan.conditional and config.steps < ramp:
+        log.warning(
+            "the label of a conditional %s comes in over its first %d steps: after %d it has %.0f%% of its "
+            "strength, and the model will often draw another class than the one asked for (README, "
+            '"Architectures")',
+            config.arch,
+            ramp,
+            config.steps,
+            100 * (config.steps - 1) / ramp,
+        )
 
 
 def _shape_text(data: ImageData) -> str:

@@ -2,14 +2,16 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from job.config import ConfigError
-from job.train import real_grid_images, train
-from tests.conftest import progress_records, short_run_config
+from job.config import ConfigError, TrainConfig
+from job.gan import build_gan
+from job.train import real_grid_images, train, warn_if_the_label_stays_weak
+from tests.conftest import MNIST, progress_records, short_run_config
 
 pytestmark = pytest.mark.slow
 
@@ -149,3 +151,13 @@ def test_the_real_grid_shows_every_class_in_turn_even_when_the_data_comes_sorted
     assert list(labels[shown]) == [0, 1, 2] * 5 + [0]  # as a conditional run's sample grid draws them
     assert len(set(shown[labels[shown] != 1])) == 11  # no image twice while the class has more
     assert list(real_grid_images(images, None)) == list(range(16))
+
+
+@pytest.mark.parametrize(
+    ("arch", "steps", "warned"), [("dcgan", 300, True), ("dcgan", 2001, False), ("mlp", 300, False)]
+)
+def test_a_conditional_run_shorter_than_its_labels_ramp_is_told_so(arch, steps, warned, caplog):
+    config = TrainConfig(out=Path("unused"), arch=arch, conditional=True, steps=steps)
+    warn_if_the_label_stays_weak(config, build_gan(config, *MNIST))
+    assert ("after 300 it has 15% of its strength" in caplog.text) == warned
+    assert ("comes in over" in caplog.text) == warned
