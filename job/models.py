@@ -40,15 +40,15 @@ class Architecture:
 
 def build_generator(arch: str, latent_dim: int, image_shape: Shape, num_classes: int = 0) -> keras.Model:
     """Latent vector (and class label) -> an image of `image_shape` in [-1, 1]."""
-    body = ARCHITECTURES[arch].generator_body
+    architecture = ARCHITECTURES[arch]
     if not num_classes:
-        return body(latent_dim, image_shape, name="generator")
+        return architecture.generator_body(latent_dim, image_shape, name="generator")
     z = keras.Input(shape=(latent_dim,), name="z")
     label = keras.Input(shape=(), dtype="int32", name="label")
     embedded = layers.Embedding(num_classes, LABEL_EMBEDDING, name="label_embedding")(label)
-    if ARCHITECTURES[arch].conditioning_ramp:
+    if architecture.conditioning_ramp:
         embedded = Conditioning(name="label_conditioning")(embedded)
-    images = body(latent_dim + LABEL_EMBEDDING, image_shape, name=f"generator_{arch}")(
+    images = architecture.generator_body(latent_dim + LABEL_EMBEDDING, image_shape, name=f"generator_{arch}")(
         layers.Concatenate()([z, embedded])
     )
     return keras.Model([z, label], images, name="generator")
@@ -56,7 +56,8 @@ def build_generator(arch: str, latent_dim: int, image_shape: Shape, num_classes:
 
 def build_discriminator(arch: str, image_shape: Shape, num_classes: int = 0) -> keras.Model:
     """An image (and class label) -> probability that it is real."""
-    feature_layers = ARCHITECTURES[arch].discriminator_features(image_shape, num_classes > 0)
+    architecture = ARCHITECTURES[arch]
+    feature_layers = architecture.discriminator_features(image_shape, num_classes > 0)
     if not num_classes:
         return keras.Sequential(
             [
@@ -75,7 +76,7 @@ def build_discriminator(arch: str, image_shape: Shape, num_classes: int = 0) -> 
     # The label's projection is never spectrally normalised: so bounded, it was too weak to matter and the generator
     # ignored the label (10% of its samples the digit asked for, README "Architectures").
     projection = layers.Dot(axes=1)([layers.Embedding(num_classes, width, name="label_projection")(label), features])
-    if ARCHITECTURES[arch].conditioning_ramp:
+    if architecture.conditioning_ramp:
         projection = Conditioning(name="label_conditioning")(projection)
     logit = layers.Add()([_normalised_like(feature_layers, layers.Dense(1))(features), projection])
     return keras.Model([image, label], layers.Activation("sigmoid")(logit), name="discriminator")

@@ -28,6 +28,7 @@ from job.report import kept_current
 from job.rundir import RunDir, claimed, config_json
 from job.timings import Timings
 from serving.files import atomic_write_text
+from serving.model import cycling_labels
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,8 @@ def real_grid_images(images: np.ndarray, labels: np.ndarray | None) -> np.ndarra
         return images[:SAMPLE_GRID]
     classes = np.unique(labels)
     picks = []
-    for position in range(SAMPLE_GRID):
-        of_class = np.flatnonzero(labels == classes[position % len(classes)])
+    for position, class_index in enumerate(cycling_labels(SAMPLE_GRID, len(classes))):
+        of_class = np.flatnonzero(labels == classes[class_index])
         picks.append(of_class[position // len(classes) % len(of_class)])
     return images[picks]
 
