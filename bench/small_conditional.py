@@ -54,15 +54,9 @@ def write_image_folder(mnist: Path, per_class: int, folder: Path) -> dict[str, n
     return written
 
 
-def mean_pairwise_distance(images: np.ndarray) -> float:
-    flat = images.reshape(len(images), -1).astype(np.float64)
-    squares = (flat * flat).sum(axis=1)
-    distances = np.sqrt(np.maximum(squares[:, None] + squares[None, :] - 2 * flat @ flat.T, 0.0))
-    return float(distances.sum() / (len(flat) * (len(flat) - 1)))
-
-
 def variety(model: Path, reals: dict[str, np.ndarray], seed: int) -> dict[str, float]:
     """Per class: how far apart its samples are, relative to its real images (both in [-1, 1])."""
+    from job.quality import mean_pairwise_distance
     from serving.model import Generator
 
     generator = Generator(model)

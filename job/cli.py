@@ -246,11 +246,19 @@ def _evaluate(model_path: Path, data: str | None, samples: int, seed: int, cache
     )
     classes = len(report.class_shares)
     click.echo(f"classes covered:   {report.classes_covered} of {classes} (at least 5% of the samples each)")
-    names = report.class_names or [str(label) for label in range(classes)]
+    names = [report.class_name(label) for label in range(classes)]
     shares = zip(names, report.class_shares, strict=True)
     click.echo("share per class:   " + "  ".join(f"{name}:{share:.1%}" for name, share in shares))
+    varieties = zip(names, report.class_variety, strict=True)
+    click.echo(
+        "variety per class: "
+        + "  ".join(f"{name}:{'-' if variety is None else f'{variety:.2f}'}" for name, variety in varieties)
+        + "  (1: as varied as its real images)"
+    )
     if report.label_accuracy is not None:
         click.echo(f"class asked for:   {report.label_accuracy:.2%} of the samples are classified as it")
+    if report.look_alike():
+        click.echo(f"warning: {report.look_alike()}", err=True)
 
 
 @main.command()

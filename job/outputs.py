@@ -78,9 +78,10 @@ class MetricsLog:
         append_record(self.path, record)
         with self.writer.as_default(step=record["step"]):
             for name, value in record.items():
-                if isinstance(value, list):  # class_shares: one curve per digit
+                if isinstance(value, list):  # class_shares, class_variety: one curve per class...
                     for index, item in enumerate(value):
-                        tf.summary.scalar(f"{name}/{index}", item)
+                        if item is not None:  # ... where it was measured
+                            tf.summary.scalar(f"{name}/{index}", item)
                 elif name != "step":
                     tf.summary.scalar(name, value)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -32,6 +32,10 @@ CLASSIFIER_EPOCHS = 2  # about 99% test accuracy on MNIST...
 # 87% of its own training images right (README, "Architectures").
 CLASSIFIER_MIN_BATCHES = 500
 SMALL_IMAGE = 16  # pixels: below this on a side, convolutions pad ("same"), or two blocks would shrink it to nothing
+# A class's variety (how far apart its samples are, over how far apart its real images are) below this: its samples
+# look alike. Collapsed conditional DCGANs measured 0.03 to 0.13, varied models 0.8 to 1.2 (README, "Sample quality").
+LOOK_ALIKE = 0.4
+VARIETY_IMAGES = 200  # per class, at most: the images whose mean distance to each other is taken
 
 
 def build_classifier(image_shape: Shape, num_classes: int) -> keras.Model:
@@ -100,18 +104,48 @@ class QualityReport:
     frechet_distance: float
     class_shares: list[float]  # share of the samples classified as each class, by label
     label_accuracy: float | None  # conditional models: share classified as the class asked for
+    # Per class, by label: how far apart the samples classified as it are, over how far apart its real images are
+    # (1: as varied as the data; near 0: one image repeated). None where fewer than two samples are of the class.
+    class_variety: list[float | None] = field(default_factory=list)
     class_names: tuple[str, ...] = ()  # of the data measured against, index = label; () where not known
 
     @property
     def classes_covered(self) -> int:
         return sum(share >= COVERED for share in self.class_shares)
 
+    @property
+    def least_varied(self) -> tuple[int, float] | None:
+        """(label, variety) of the covered class whose samples vary least; None when no class is covered."""
+        covered = [
+            (variety, label)
+            for label, (variety, share) in enumerate(zip(self.class_variety, self.class_shares, strict=True))
+            if variety is not None and share >= COVERED
+        ]
+        return (min(covered)[1], min(covered)[0]) if covered else None
+
+    def class_name(self, label: int) -> str:
+        return self.class_names[label] if label < len(self.class_names) else str(label)
+
+    def look_alike(self) -> str | None:
+        """A warning when a covered class's samples are far less varied than its real images, else None."""
+        if self.least_varied is None or self.least_varied[1] >= LOOK_ALIKE:
+            return None
+        label, variety = self.least_varied
+        return (
+            f"the samples of class {self.class_name(label)} look alike (variety {variety:.2f}: their distance to "
+            f"each other over its real images', 1 as varied as the data): the generator may draw it as a few "
+            f"images repeated; look at the sample grids"
+        )
+
     def record(self) -> dict:
         record = {
             "frechet_distance": self.frechet_distance,
             "classes_covered": self.classes_covered,
             "class_shares": self.class_shares,
+            "class_variety": self.class_variety,
         }
+        if self.least_varied is not None:
+            record["least_variety"] = self.least_varied[1]
         if self.label_accuracy is not None:
             record["label_accuracy"] = self.label_accuracy
         return record
@@ -120,11 +154,14 @@ class QualityReport:
 class QualityMeter:
     """Compares generated images with the real test images through the classifier's features."""
 
-    def __init__(self, classifier: keras.Model, real_images: np.ndarray) -> None:
+    def __init__(self, classifier: keras.Model, real_images: np.ndarray, class_names: tuple[str, ...] = ()) -> None:
         self.model = keras.Model(classifier.inputs, [classifier.get_layer(FEATURES).output, classifier.outputs[0]])
         self.num_classes = int(classifier.outputs[0].shape[-1])
-        features, _ = self._features(real_images)
+        self.class_names = class_names
+        features, probabilities = self._features(real_images)
         self.real_mean, self.real_cov = _moments(features)
+        # Real images grouped as the samples will be: by the classifier's reading of them.
+        self.real_spread = _spread_by_class(real_images, probabilities.argmax(axis=1), self.num_classes)
 
     def _features(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         features, probabilities = self.model.predict(images, batch_size=500, verbose=0)
@@ -136,11 +173,35 @@ class QualityMeter:
         mean, cov = _moments(features)
         predicted = probabilities.argmax(axis=1)
         shares = np.bincount(predicted, minlength=self.num_classes) / len(predicted)
+        spread = _spread_by_class(images, predicted, self.num_classes)
         return QualityReport(
             frechet_distance=frechet_distance(self.real_mean, self.real_cov, mean, cov),
             class_shares=[round(float(share), 4) for share in shares],
             label_accuracy=None if asked is None else float(np.mean(predicted == asked)),
+            class_variety=[
+                None if fake is None or not real else round(fake / real, 3)
+                for fake, real in zip(spread, self.real_spread, strict=True)
+            ],
+            class_names=self.class_names,
         )
+
+
+def _spread_by_class(images: np.ndarray, classes: np.ndarray, num_classes: int) -> list[float | None]:
+    """Per class: the mean pixel distance between two of its images (the first VARIETY_IMAGES), None for fewer than
+    two."""
+    spread = []
+    for label in range(num_classes):
+        members = images[classes == label][:VARIETY_IMAGES]
+        spread.append(mean_pairwise_distance(members) if len(members) >= 2 else None)
+    return spread
+
+
+def mean_pairwise_distance(images: np.ndarray) -> float:
+    """The mean Euclidean distance between two different images of `images` (N >= 2)."""
+    flat = images.reshape(len(images), -1).astype(np.float64)
+    squares = (flat * flat).sum(axis=1)
+    distances = np.sqrt(np.maximum(squares[:, None] + squares[None, :] - 2 * flat @ flat.T, 0.0))
+    return float(distances.sum() / (len(flat) * (len(flat) - 1)))
 
 
 def frechet_distance(mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray, cov_b: np.ndarray) -> float:
@@ -160,8 +221,15 @@ def _moments(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class GanQualityMeter(QualityMeter):
     """The quality of a GAN's samples during training: the same latents (and classes) at every checkpoint."""
 
-    def __init__(self, classifier: keras.Model, real_images: np.ndarray, samples: int, latent_dim: int) -> None:
-        super().__init__(classifier, real_images)
+    def __init__(
+        self,
+        classifier: keras.Model,
+        real_images: np.ndarray,
+        samples: int,
+        latent_dim: int,
+        class_names: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(classifier, real_images, class_names)
         # A generator of its own, so that measuring never touches the training's random state.
         self.latents = np.random.default_rng(20_240_601).standard_normal((samples, latent_dim)).astype(np.float32)
         self.digits = cycling_labels(samples, self.num_classes)
@@ -184,11 +252,10 @@ def evaluate_model(model_path: Path, data_source: str | None, samples: int, seed
     data = load_data(data_source or _keras_set_of(generator), image_size=(height, width), channels=channels)
     check_measurable(data, generator.image_shape)
     real = reference_images(data)  # refuses data too small to measure, before the classifier's training
-    meter = QualityMeter(load_or_train_classifier(data, cache), real)
+    meter = QualityMeter(load_or_train_classifier(data, cache), real, data.class_names)
     latents = next(latent_batches(seed, samples, generator.latent_dim, samples))
     digits = cycling_labels(samples, meter.num_classes) if generator.conditional else None
-    report = meter.measure(generator.images(latents, digits), asked=digits)
-    return replace(report, class_names=data.class_names)
+    return meter.measure(generator.images(latents, digits), asked=digits)
 
 
 def _keras_set_of(generator: Generator) -> str:

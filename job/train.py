@@ -23,7 +23,7 @@ from job.export import export_onnx, metadata
 from job.gan import SAMPLE_GRID, Gan, TrainStep, build_gan, make_deterministic, sample_images
 from job.memory import check_fits
 from job.outputs import MetricsLog, append_record, save_grid, save_keras_atomically, write_model_summaries
-from job.quality import GanQualityMeter, load_or_train_classifier
+from job.quality import GanQualityMeter, QualityReport, load_or_train_classifier
 from job.report import kept_current
 from job.rundir import RunDir, claimed, config_json
 from job.timings import Timings
@@ -289,15 +289,20 @@ def _quality_meter(config: TrainConfig, data: ImageData) -> GanQualityMeter | No
         return None
     real = reference_images(data)  # refuses data too small to measure, before the classifier's training
     classifier = load_or_train_classifier(data, config.classifier_cache, seed=config.seed)
-    return GanQualityMeter(classifier, real, config.quality_samples, config.latent_dim)
+    return GanQualityMeter(classifier, real, config.quality_samples, config.latent_dim, data.class_names)
 
 
-def _log_quality(step: int, quality) -> None:
+def _log_quality(step: int, quality: QualityReport) -> None:
     covered = f"{quality.classes_covered} of {len(quality.class_shares)} classes covered"
     line = f"Fréchet distance {quality.frechet_distance:.2f}, {covered}"
     if quality.label_accuracy is not None:
         line += f", {quality.label_accuracy:.1%} classified as the class asked for"
+    if quality.least_varied is not None:
+        label, variety = quality.least_varied
+        line += f", least varied class {quality.class_name(label)} ({variety:.2f} of the data's variety)"
     log.info("quality at step %d: %s", step, line)
+    if quality.look_alike():
+        log.warning("quality at step %d: %s", step, quality.look_alike())
 
 
 def _device() -> str:

@@ -28,7 +28,7 @@ def test_frechet_distance_matches_the_closed_form_for_diagonal_gaussians():
 def meter(tmp_path_factory):
     mnist = load_data(SMALL_MNIST)
     classifier = load_or_train_classifier(mnist, tmp_path_factory.mktemp("cache"))
-    return mnist, QualityMeter(classifier, reference_images(mnist))
+    return mnist, QualityMeter(classifier, reference_images(mnist), mnist.class_names)
 
 
 def test_real_images_score_well_and_noise_scores_badly(meter):
@@ -55,11 +55,27 @@ def test_a_collapsed_generator_covers_one_digit(meter):
     assert report.classes_covered == 1 and report.class_shares[1] == 1.0
 
 
-def test_the_classifier_is_trained_once_per_data_set_and_cached(tmp_path, caplog):
-    mnist = load_data(SMALL_MNIST)
-    caplog.set_level("INFO")
-    load_or_train_classifier(mnist, tmp_path, epochs=1)
-    assert (tmp_path / f"classifier-{mnist.fingerprint()}.keras").is_file()
-    caplog.clear()
-    load_or_train_classifier(mnist, tmp_path, epochs=1)
-    assert "using the cached classifier" in caplog.text and "training the classifier" not in caplog.text
+def test_real_images_are_about_as_varied_as_the_reference_images_of_their_class(meter):
+    mnist, quality = meter
+    report = quality.measure(to_unit_range(mnist.x_train[:500]))
+    assert all(0.8 < variety < 1.25 for variety in report.class_variety), report.class_variety
+    assert report.look_alike() is None
+    assert report.record()["least_variety"] == report.least_varied[1] == min(report.class_variety)
+
+
+def test_a_class_drawn_as_one_image_repeated_is_reported_as_looking_alike(meter):
+    mnist, quality = meter
+    others = to_unit_range(mnist.x_train[mnist.y_train != 3][:400])
+    three = to_unit_range(mnist.x_train[mnist.y_train == 3][:1])
+    report = quality.measure(np.concatenate([others, np.repeat(three, 60, axis=0)]))
+    assert report.class_variety[3] < 0.05 and all(v > 0.7 for i, v in enumerate(report.class_variety) if i != 3)
+    assert report.least_varied[0] == 3
+    assert "the samples of class 3 look alike" in report.look_alike()
+
+
+def test_classes_with_fewer_than_two_samples_have_no_variety_and_are_not_the_least_varied(meter):
+    mnist, quality = meter
+    sevens = to_unit_range(mnist.x_train[mnist.y_train == 7][:30])
+    report = quality.measure(np.concatenate([sevens, to_unit_range(mnist.x_train[mnist.y_train == 1][:1])]))
+    assert report.class_variety[1] is None and report.class_variety[7] is not None
+    assert report.least_varied[0] == 7  # the lone 1 is neither measured nor covered

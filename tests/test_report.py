@@ -58,6 +58,7 @@ def test_the_charts_show_exactly_what_metrics_jsonl_holds(trained_run, tmp_path)
         "steps_per_s",
         "frechet_distance",
         "classes_covered",
+        "least_variety",
     }
     for trace in traces:
         expected = [(line["step"], line[trace["meta"]]) for line in lines if trace["meta"] in line]
