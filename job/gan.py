@@ -18,6 +18,7 @@ from job.models import (
     build_discriminator,
     build_generator,
     conditioning_layers,
+    conditioning_strength,
 )
 from serving.model import cycling_labels
 
@@ -226,7 +227,7 @@ class TrainStep:
         ramp = self.gan.architecture.conditioning_ramp
         if not (self.gan.conditional and ramp):
             return
-        strength = tf.minimum(1.0, tf.cast(self.gan.step, tf.float32) / ramp)
+        strength = conditioning_strength(self.gan.step, ramp)
         for model in (self.gan.generator, self.gan.discriminator, self.gan.ema_generator):
             for layer in conditioning_layers(model) if model is not None else []:
                 layer.strength.assign(strength)

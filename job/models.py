@@ -99,6 +99,12 @@ class Conditioning(layers.Layer):
         return inputs * self.strength
 
 
+def conditioning_strength(steps_done, ramp: int):
+    """The label's strength in the step that follows `steps_done` steps (a number or a tensor): from 0 in the first
+    to 1 after `ramp` steps."""
+    return keras.ops.minimum(1.0, keras.ops.cast(steps_done, "float32") / ramp)
+
+
 def conditioning_layers(model: keras.Model) -> list[Conditioning]:
     return [layer for layer in model.layers if isinstance(layer, Conditioning)]
 

@@ -22,6 +22,7 @@ from job.errors import Interrupted, TrainingDiverged
 from job.export import export_onnx, metadata
 from job.gan import SAMPLE_GRID, Gan, TrainStep, build_gan, make_deterministic, sample_images
 from job.memory import check_fits
+from job.models import conditioning_strength
 from job.outputs import MetricsLog, append_record, save_grid, save_keras_atomically, write_model_summaries
 from job.quality import GanQualityMeter, QualityReport, load_or_train_classifier
 from job.report import kept_current
@@ -258,7 +259,7 @@ def warn_if_the_label_stays_weak(config: TrainConfig, gan: Gan) -> None:
             config.arch,
             ramp,
             config.steps,
-            100 * (config.steps - 1) / ramp,
+            100 * float(conditioning_strength(config.steps - 1, ramp)),  # in its last step
         )
 
 
