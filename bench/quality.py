@@ -5,8 +5,9 @@ same data with the same seed.
 
 Each variant is a real `gan-job train` run; its quality is what the job itself logs every `--sample-every` steps: the
 Fréchet distance between classifier features of 2,000 samples and of the real test images, how many digits cover
-at least 5% of the samples, the smallest digit share, and for the conditional model the share classified as the
-digit asked for. Beside it, each run's wall time, the time inside its compiled training calls and its steps/s there
+at least 5% of the samples, the smallest digit share, the variety of the least varied digit, and for the conditional
+model the share classified as the digit asked for. Beside it, each run's wall time, the time inside its compiled
+training calls and its steps/s there
 (the run's `timings` record): the figures for an equal-wall-time comparison. And the metric's floor: the Fréchet
 distance of 2,000 real training images against the same test images (three draws), what a perfect generator would
 measure at this sample count.
@@ -72,6 +73,7 @@ def train(name: str, extra: list[str], args, scratch: Path) -> dict:
             "frechet_distance": round(r["frechet_distance"], 3),
             "classes_covered": r["classes_covered"],
             "min_share": min(r["class_shares"]),
+            "least_variety": r.get("least_variety"),
             **({"label_accuracy": r["label_accuracy"]} if "label_accuracy" in r else {}),
         }
         for r in records
@@ -122,7 +124,8 @@ def main() -> None:
         for p in run["points"]:
             line = (
                 f"{name:17s} step {p['step']:6d}: Fréchet distance {p['frechet_distance']:8.3f}, "
-                f"{p['classes_covered']:2d} digits covered (smallest share {p['min_share']:.1%})"
+                f"{p['classes_covered']:2d} digits covered (smallest share {p['min_share']:.1%}, least variety "
+                f"{p['least_variety']})"
             )
             if "label_accuracy" in p:
                 line += f", {p['label_accuracy']:.1%} as asked"
