@@ -7,10 +7,9 @@ Each variant is a real `gan-job train` run; its quality is what the job itself l
 Fréchet distance between classifier features of 2,000 samples and of the real test images, how many digits cover
 at least 5% of the samples, the smallest digit share, the variety of the least varied digit, and for the conditional
 model the share classified as the digit asked for. Beside it, each run's wall time, the time inside its compiled
-training calls and its steps/s there
-(the run's `timings` record): the figures for an equal-wall-time comparison. And the metric's floor: the Fréchet
-distance of 2,000 real training images against the same test images (three draws), what a perfect generator would
-measure at this sample count.
+training calls and its steps/s there (the run's `timings` record): the figures for an equal-wall-time comparison.
+And the metric's floor: the Fréchet distance of 2,000 real training images against the same test images (three
+draws), what a perfect generator would measure at this sample count.
 
     python bench/quality.py --data ../shared/data/mnist.npz [--steps 10000] [--seed 0] [--variants default seed]
 
