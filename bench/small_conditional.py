@@ -11,6 +11,8 @@ a class is drawn as variedly as the data; near 0 when it is drawn one way).
 
     python bench/small_conditional.py --data ../shared/data/mnist.npz [--per-class 80] [--steps 3000]
 
+`--per-class 100 20 5` makes the classes unbalanced, as a user's folder was (README, "Architectures").
+
 Last line: one JSON object with each run's figures.
 """
 
@@ -39,13 +41,15 @@ main()
 """
 
 
-def write_image_folder(mnist: Path, per_class: int, folder: Path) -> dict[str, np.ndarray]:
-    """The small data set as PNGs in class subfolders; returns each class's images, as written."""
+def write_image_folder(mnist: Path, per_class: list[int], folder: Path) -> dict[str, np.ndarray]:
+    """The small data set as PNGs in class subfolders, `per_class` images of each (one count: of every class);
+    returns each class's images, as written."""
     with np.load(mnist) as arrays:
         x, y = arrays["x_train"], arrays["y_train"]
+    counts = per_class * len(CLASSES) if len(per_class) == 1 else per_class
     written = {}
-    for name, digit in CLASSES.items():
-        ink = np.pad(x[y == digit][:per_class], ((0, 0), (2, 2), (2, 2)))[..., np.newaxis] / 255.0
+    for (name, digit), count in zip(CLASSES.items(), counts, strict=True):
+        ink = np.pad(x[y == digit][:count], ((0, 0), (2, 2), (2, 2)))[..., np.newaxis] / 255.0
         images = np.rint(BLUE + (ORANGE - BLUE) * ink).astype(np.uint8)
         (folder / name).mkdir(parents=True)
         for index, image in enumerate(images):
@@ -90,12 +94,16 @@ def train(ramp: int, folder: Path, out: Path, args) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="MNIST as a Keras-style .npz")
-    parser.add_argument("--per-class", type=int, default=80)
+    parser.add_argument(
+        "--per-class", type=int, nargs="+", default=[80], help="images of each class, or of zero, one and two"
+    )
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--points", type=int, default=6, help="quality measurements per run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, default=None, help="keep the data and the runs in this folder")
     args = parser.parse_args()
+    if len(args.per_class) not in (1, len(CLASSES)):
+        parser.error(f"--per-class takes one count or {len(CLASSES)}")
     scratch = args.keep or Path(tempfile.mkdtemp(prefix="small-conditional-"))
     folder = scratch / "images"
     reals = write_image_folder(args.data, args.per_class, folder)

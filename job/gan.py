@@ -141,12 +141,38 @@ def call_generator(model: keras.Model, latents, labels=None, training: bool = Fa
     return model(latents if labels is None else [latents, labels], training=training)
 
 
+class ClassSampler:
+    """The classes of a conditional model's images, real and generated alike: each class as often as the others,
+    however many images of it the data holds.
+
+    Drawn as the data has them, the real images of a rare class would be few beside the generated ones labelled
+    with it: the discriminator could learn that the label alone makes an image likely fake, and the generator then
+    drew each class as one image repeated (README, "Architectures": 100, 20 and 5 images in three classes)."""
+
+    def __init__(self, labels: np.ndarray, num_classes: int) -> None:
+        counts = np.bincount(labels, minlength=num_classes)
+        self.present = tf.constant(np.flatnonzero(counts), tf.int32)  # classes with images
+        self.order = tf.constant(np.argsort(labels, kind="stable"), tf.int32)  # image indices, class by class
+        self.first = tf.constant(np.cumsum(counts) - counts, tf.int32)  # where each class begins in `order`
+        self.count = tf.constant(counts, tf.int32)
+
+    def draw(self, rng: tf.random.Generator, count: int) -> tf.Tensor:
+        """`count` classes, uniformly among those with images."""
+        return tf.gather(self.present, rng.uniform([count], 0, tf.shape(self.present)[0], dtype=tf.int32))
+
+    def images_of(self, rng: tf.random.Generator, classes: tf.Tensor) -> tf.Tensor:
+        """For each class, the index of one of its images, uniformly. (A 30-bit number modulo the class's count: a
+        bias below a class's size over 2**30, none that matters.)"""
+        within = rng.uniform(tf.shape(classes), 0, 2**30, dtype=tf.int32) % tf.gather(self.count, classes)
+        return tf.gather(self.order, tf.gather(self.first, classes) + within)
+
+
 class TrainStep:
     """The tutorial's training step, explicit: the discriminator's half, then the generator's half.
 
     The discriminator learns from batch/2 real and batch/2 generated images (labels 1 and 0); then the
     generator learns, through the discriminator, to make `batch` latents pass as real. Conditional models draw a
-    random class for each generated image and see the true class of each real one.
+    class for every image, real or generated, each class as often (ClassSampler), and a real image of its class.
     """
 
     def __init__(
@@ -161,18 +187,22 @@ class TrainStep:
         # Each pixel's value in [-1, 1], looked up: exactly to_unit_range's, which TensorFlow's own division is not
         # (one in two values differs in the last bit).
         self.pixel_values = tf.constant(to_unit_range(np.arange(256, dtype=np.uint8)))
-        self.real_digits = tf.constant(labels.astype(np.int32)) if gan.conditional else None
+        self.classes = ClassSampler(labels, gan.num_classes) if gan.conditional else None
         self.half, self.batch = batch // 2, batch
         self.latent_dim = gan.generator.inputs[0].shape[-1]
         self.bce = keras.losses.BinaryCrossentropy()
         self.d_targets = tf.concat([tf.ones([self.half, 1]), tf.zeros([self.half, 1])], axis=0)
 
     def _digits(self, count: int):
-        return self.gan.rng.uniform([count], 0, self.gan.num_classes, dtype=tf.int32) if self.gan.conditional else None
+        return self.classes.draw(self.gan.rng, count) if self.gan.conditional else None
 
     def discriminator_step(self) -> tuple[tf.Tensor, tf.Tensor]:
         gan = self.gan
-        picks = gan.rng.uniform([self.half], 0, tf.shape(self.reals)[0], dtype=tf.int32)
+        real_digits = self._digits(self.half)
+        if gan.conditional:
+            picks = self.classes.images_of(gan.rng, real_digits)
+        else:
+            picks = gan.rng.uniform([self.half], 0, tf.shape(self.reals)[0], dtype=tf.int32)
         real = tf.gather(self.pixel_values, tf.cast(tf.gather(self.reals, picks), tf.int32))
         fake_digits = self._digits(self.half)
         # The tutorial's generator.predict() is inference mode: BatchNorm uses its moving statistics (see Architecture).
@@ -183,11 +213,7 @@ class TrainStep:
             training=gan.architecture.fakes_in_training_mode,
         )
         images = tf.concat([real, fake], axis=0)
-        inputs = (
-            images
-            if not gan.conditional
-            else [images, tf.concat([tf.gather(self.real_digits, picks), fake_digits], axis=0)]
-        )
+        inputs = images if not gan.conditional else [images, tf.concat([real_digits, fake_digits], axis=0)]
         d_vars = gan.discriminator.trainable_variables
         with tf.GradientTape() as tape:
             d_out = gan.discriminator(inputs, training=True)

@@ -4,10 +4,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from job.config import TrainConfig
 from job.data import load_data, training_images, training_set
-from job.gan import EMA_EVERY, TrainStep, build_gan
+from job.gan import EMA_EVERY, ClassSampler, TrainStep, build_gan
 from job.models import conditioning_layers
 from tests.conftest import MNIST
 
@@ -129,3 +130,21 @@ def test_the_moving_average_moves_every_ema_every_steps_by_the_decay_of_all_of_t
     decay = np.prod([min(config.ema_decay, (1 + s) / (10 + s)) for s in range(1, EMA_EVERY + 1)])
     for average, weight, initial in zip(snapshot(gan.ema_generator), snapshot(gan.generator), start, strict=True):
         np.testing.assert_allclose(average, weight + decay * (initial - weight), rtol=1e-5, atol=1e-6)
+
+
+def test_a_conditional_model_sees_every_class_as_often_however_rare_its_images():
+    labels = np.repeat([0, 1, 2], [100, 20, 5])  # a user's unbalanced folder
+    sampler = ClassSampler(labels, num_classes=3)
+    rng = tf.random.Generator.from_seed(0)
+    classes = sampler.draw(rng, 30_000).numpy()
+    picks = sampler.images_of(rng, tf.constant(classes)).numpy()
+    assert np.allclose(np.bincount(classes) / len(classes), 1 / 3, atol=0.01)
+    assert np.array_equal(labels[picks], classes)  # each class's image is one of its own
+    assert set(picks[classes == 2]) == set(np.flatnonzero(labels == 2))  # every image of the rarest class is used
+    assert np.allclose(np.bincount(picks[classes == 2])[-5:] / np.sum(classes == 2), 1 / 5, atol=0.02)
+
+
+def test_a_class_without_images_is_never_drawn():
+    sampler = ClassSampler(np.array([0, 0, 2, 2, 2]), num_classes=3)
+    classes = sampler.draw(tf.random.Generator.from_seed(0), 1000).numpy()
+    assert set(classes) == {0, 2}
