@@ -22,7 +22,7 @@ import markupsafe
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-from job.quality import COVERED
+from job.quality import COVERED, LOOK_ALIKE
 from job.rundir import RunDir, data_set_of
 from serving.files import atomic_write_text
 
@@ -188,6 +188,7 @@ def render_run(run: Run, status: str, device: str | None = None) -> str:
         images={path: _data_uri(path) for path in _images(run)},
         config=_flat(run.config),
         timings=_flat(run.timings) if run.timings else None,
+        look_alike=LOOK_ALIKE,
         **_page_parts(),
     )
 
