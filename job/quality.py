@@ -99,6 +99,17 @@ def _load_cached(path: Path) -> keras.Model | None:
     return classifier
 
 
+def looks_alike(variety: float) -> bool:
+    return variety < LOOK_ALIKE
+
+
+def collapse_shows(step: int, steps: int) -> bool:
+    """Whether a low variety at `step` of `steps` means collapse. Early samples are blurred and alike in every run
+    (the MLP's at 1,000 to 3,000 steps of 10,000 on MNIST measured 0.22 to 0.47, 0.66 at 4,000, 0.79 at 7,000); a
+    class that still looks alike in the second half of its run has collapsed."""
+    return step >= steps / 2
+
+
 @dataclass(frozen=True)
 class QualityReport:
     frechet_distance: float
@@ -128,7 +139,7 @@ class QualityReport:
 
     def look_alike(self) -> str | None:
         """A warning when a covered class's samples are far less varied than its real images, else None."""
-        if self.least_varied is None or self.least_varied[1] >= LOOK_ALIKE:
+        if self.least_varied is None or not looks_alike(self.least_varied[1]):
             return None
         label, variety = self.least_varied
         return (

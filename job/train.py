@@ -24,7 +24,7 @@ from job.gan import SAMPLE_GRID, Gan, TrainStep, build_gan, make_deterministic, 
 from job.memory import check_fits
 from job.models import conditioning_strength
 from job.outputs import MetricsLog, append_record, save_grid, save_keras_atomically, write_model_summaries
-from job.quality import GanQualityMeter, QualityReport, load_or_train_classifier
+from job.quality import GanQualityMeter, QualityReport, collapse_shows, load_or_train_classifier
 from job.report import kept_current
 from job.rundir import RunDir, claimed, config_json
 from job.timings import Timings
@@ -199,7 +199,7 @@ class TrainingLoop:
                     metrics.write(progress.record() | (quality.record() if quality else {}))
                     self.on_progress(progress)
                     if quality:
-                        _log_quality(step, quality)
+                        _log_quality(step, config.steps, quality)
                 if self._checkpoint_due(step):
                     self._checkpoint(step)
                 if sample_now:
@@ -293,7 +293,7 @@ def _quality_meter(config: TrainConfig, data: ImageData) -> GanQualityMeter | No
     return GanQualityMeter(classifier, real, config.quality_samples, config.latent_dim, data.class_names)
 
 
-def _log_quality(step: int, quality: QualityReport) -> None:
+def _log_quality(step: int, steps: int, quality: QualityReport) -> None:
     covered = f"{quality.classes_covered} of {len(quality.class_shares)} classes covered"
     line = f"Fréchet distance {quality.frechet_distance:.2f}, {covered}"
     if quality.label_accuracy is not None:
@@ -302,7 +302,7 @@ def _log_quality(step: int, quality: QualityReport) -> None:
         label, variety = quality.least_varied
         line += f", least varied class {quality.class_name(label)} ({variety:.2f} of the data's variety)"
     log.info("quality at step %d: %s", step, line)
-    if quality.look_alike():
+    if quality.look_alike() and collapse_shows(step, steps):
         log.warning("quality at step %d: %s", step, quality.look_alike())
 
 
