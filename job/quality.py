@@ -202,7 +202,7 @@ def _spread_by_class(images: np.ndarray, classes: np.ndarray, num_classes: int) 
     two."""
     spread = []
     for label in range(num_classes):
-        members = images[classes == label][:VARIETY_IMAGES]
+        members = images[np.flatnonzero(classes == label)[:VARIETY_IMAGES]]  # copies those only
         spread.append(mean_pairwise_distance(members) if len(members) >= 2 else None)
     return spread
 
