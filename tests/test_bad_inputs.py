@@ -344,14 +344,13 @@ def test_sigterm_outside_the_training_steps_exits_75_at_once_leaving_nothing_hal
         time.sleep(1.5)  # loading TensorFlow
     else:
         wait_for(process, "training the classifier")
-    sent = time.monotonic()
     process.send_signal(signal.SIGTERM)
-    stderr = process.communicate(timeout=60)[1]
+    stderr = process.communicate(timeout=120)[1]  # a hang guard, not a speed test
     assert process.returncode == EXIT_INTERRUPTED, stderr
-    assert time.monotonic() - sent < 30  # "a few seconds": generous for a loaded CI machine
     assert "interrupted by SIGTERM" in stderr.strip().splitlines()[-1] and "Traceback" not in stderr
     assert not out.exists()  # a new run stopped before its first checkpoint leaves no folder
-    assert not cache.exists() or not [p for p in cache.iterdir() if "tmp" in p.name]
+    # At once: the classifier's training did not run to its end (it would have been cached), nor left a part.
+    assert not cache.exists() or not list(cache.iterdir())
 
 
 # ---- gan-job export and evaluate ------------------------------------------------------------------------------------
