@@ -79,3 +79,13 @@ def test_classes_with_fewer_than_two_samples_have_no_variety_and_are_not_the_lea
     report = quality.measure(np.concatenate([sevens, to_unit_range(mnist.x_train[mnist.y_train == 1][:1])]))
     assert report.class_variety[1] is None and report.class_variety[7] is not None
     assert report.least_varied[0] == 7  # the lone 1 is neither measured nor covered
+
+
+def test_the_classifier_is_trained_once_per_data_set_and_cached(tmp_path, caplog):
+    mnist = load_data(SMALL_MNIST)
+    caplog.set_level("INFO")
+    load_or_train_classifier(mnist, tmp_path, epochs=1)
+    assert (tmp_path / f"classifier-{mnist.fingerprint()}.keras").is_file()
+    caplog.clear()
+    load_or_train_classifier(mnist, tmp_path, epochs=1)
+    assert "using the cached classifier" in caplog.text and "training the classifier" not in caplog.text
