@@ -257,8 +257,9 @@ def _evaluate(model_path: Path, data: str | None, samples: int, seed: int, cache
     )
     if report.label_accuracy is not None:
         click.echo(f"class asked for:   {report.label_accuracy:.2%} of the samples are classified as it")
-    if report.look_alike():
-        click.echo(f"warning: {report.look_alike()}", err=True)
+    warning = report.look_alike()
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @main.command()

@@ -33,7 +33,7 @@ CLASSIFIER_EPOCHS = 2  # about 99% test accuracy on MNIST...
 CLASSIFIER_MIN_BATCHES = 500
 SMALL_IMAGE = 16  # pixels: below this on a side, convolutions pad ("same"), or two blocks would shrink it to nothing
 # A class's variety (how far apart its samples are, over how far apart its real images are) below this: its samples
-# look alike. Collapsed conditional DCGANs measured 0.03 to 0.13, varied models 0.8 to 1.2 (README, "Sample quality").
+# look alike. Collapsed conditional DCGANs measured 0.03 to 0.13, varied ones 0.84 to 0.94 (README, "Sample quality").
 LOOK_ALIKE = 0.4
 VARIETY_IMAGES = 200  # per class, at most: the images whose mean distance to each other is taken
 
@@ -103,11 +103,11 @@ def looks_alike(variety: float) -> bool:
     return variety < LOOK_ALIKE
 
 
-def collapse_shows(step: int, steps: int) -> bool:
-    """Whether a low variety at `step` of `steps` means collapse. Early samples are blurred and alike in every run
-    (the MLP's at 1,000 to 3,000 steps of 10,000 on MNIST measured 0.22 to 0.47, 0.66 at 4,000, 0.79 at 7,000); a
-    class that still looks alike in the second half of its run has collapsed."""
-    return step >= steps / 2
+def collapsed(least_variety: float | None, step: int, steps: int) -> bool:
+    """Whether the least variety measured at `step` of a run of `steps` means collapse. Early samples are blurred
+    and alike in every run (the MLP's at 1,000 to 3,000 steps of 10,000 on MNIST measured 0.22 to 0.47, 0.66 at
+    4,000, 0.79 at 7,000); a class that still looks alike in the second half of its run has collapsed."""
+    return least_variety is not None and looks_alike(least_variety) and step >= steps / 2
 
 
 @dataclass(frozen=True)

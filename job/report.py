@@ -22,7 +22,7 @@ import markupsafe
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-from job.quality import COVERED, collapse_shows, looks_alike
+from job.quality import COVERED, collapsed
 from job.rundir import RunDir, data_set_of
 from serving.files import atomic_write_text
 
@@ -188,17 +188,11 @@ def render_run(run: Run, status: str, device: str | None = None) -> str:
         images={path: _data_uri(path) for path in _images(run)},
         config=_flat(run.config),
         timings=_flat(run.timings) if run.timings else None,
-        collapsed=_collapsed(run),
+        # Whether the last measurement says a class is drawn as a few images, late enough in the run to mean it.
+        collapsed=bool(run.quality)
+        and collapsed(run.quality.get("least_variety"), run.quality["step"], run.steps or run.quality["step"]),
         **_page_parts(),
     )
-
-
-def _collapsed(run: Run) -> bool:
-    """Whether the run's last measurement says a class is drawn as a few images, late enough to mean it."""
-    quality = run.quality or {}
-    if "least_variety" not in quality:
-        return False
-    return looks_alike(quality["least_variety"]) and collapse_shows(quality["step"], run.steps or quality["step"])
 
 
 def render_comparison(runs: list[Run]) -> str:

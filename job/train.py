@@ -24,7 +24,7 @@ from job.gan import SAMPLE_GRID, Gan, TrainStep, build_gan, make_deterministic, 
 from job.memory import check_fits
 from job.models import conditioning_strength
 from job.outputs import MetricsLog, append_record, save_grid, save_keras_atomically, write_model_summaries
-from job.quality import GanQualityMeter, QualityReport, collapse_shows, load_or_train_classifier
+from job.quality import GanQualityMeter, QualityReport, collapsed, load_or_train_classifier
 from job.report import kept_current
 from job.rundir import RunDir, claimed, config_json
 from job.timings import Timings
@@ -302,7 +302,7 @@ def _log_quality(step: int, steps: int, quality: QualityReport) -> None:
         label, variety = quality.least_varied
         line += f", least varied class {quality.class_name(label)} ({variety:.2f} of the data's variety)"
     log.info("quality at step %d: %s", step, line)
-    if quality.look_alike() and collapse_shows(step, steps):
+    if quality.least_varied is not None and collapsed(quality.least_varied[1], step, steps):
         log.warning("quality at step %d: %s", step, quality.look_alike())
 
 
