@@ -141,6 +141,20 @@ def call_generator(model: keras.Model, latents, labels=None, training: bool = Fa
     return model(latents if labels is None else [latents, labels], training=training)
 
 
+def learning_rate_scale(steps_done, steps: int, decay_from: float):
+    """The factor on the learning rates in the step that follows `steps_done` (a number or a tensor) of a run of
+    `steps`: 1 until the fraction `decay_from` of the run is done, then falling linearly to 1/k in its last step,
+    k the steps of the decay.
+
+    The conditional DCGAN on MNIST, 10,000 steps: Fréchet distance 2.21 with the rates falling over its second half,
+    3.56 at constant rates (README, "Architectures")."""
+    decay_steps = steps * (1.0 - decay_from)
+    if decay_steps <= 0:
+        return keras.ops.ones(())
+    remaining = keras.ops.cast(steps, "float32") - keras.ops.cast(steps_done, "float32")
+    return keras.ops.clip(remaining / decay_steps, 0.0, 1.0)
+
+
 class ClassSampler:
     """The classes of a conditional model's images, real and generated alike: each class as often as the others,
     however many images of it the data holds.
@@ -181,8 +195,12 @@ class TrainStep:
         images: np.ndarray,  # uint8 (N, height, width, channels)
         batch: int,
         labels: np.ndarray | None = None,
+        steps: int | None = None,  # the run's last step, where the learning rates reach 0 if they decay
+        learning_rate: float | None = None,  # the optimizers' rate before any decay
     ) -> None:
         self.gan = gan
+        decays = gan.architecture.decay_from < 1 and steps is not None and learning_rate is not None
+        self.decay = (steps, learning_rate) if decays else None
         self.reals = tf.constant(images, tf.uint8)  # the whole training set, resident on the device, as uint8
         # Each pixel's value in [-1, 1], looked up: exactly to_unit_range's, which TensorFlow's own division is not
         # (one in two values differs in the last bit).
@@ -258,6 +276,15 @@ class TrainStep:
             for layer in conditioning_layers(model) if model is not None else []:
                 layer.strength.assign(strength)
 
+    def set_learning_rates(self) -> None:
+        """Both optimizers' rate for the next step, from the steps done: constant, then decaying (Architecture)."""
+        if self.decay is None:
+            return
+        steps, learning_rate = self.decay
+        rate = learning_rate * learning_rate_scale(self.gan.step, steps, self.gan.architecture.decay_from)
+        for optimizer in (self.gan.g_optimizer, self.gan.d_optimizer):
+            optimizer.learning_rate = rate
+
     def compiled(self, jit_compile: bool | None = None):
         """One call runs `n` whole steps with no host round trip; returns the means of the step's metrics."""
 
@@ -268,6 +295,7 @@ class TrainStep:
             d_loss_sum, g_loss_sum, d_accuracy_sum = tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
             for _ in tf.range(n):
                 self.set_conditioning()
+                self.set_learning_rates()
                 d_loss, d_accuracy = self.discriminator_step()
                 g_loss = self.generator_step()
                 self.gan.step.assign_add(1)

@@ -36,6 +36,8 @@ class Architecture:
     # Conditional models: the steps over which the label's part grows from nothing to full (see Conditioning); 0:
     # full from the start.
     conditioning_ramp: int = 0
+    # The fraction of a run after which both learning rates fall linearly, to 0 at its last step; 1: constant.
+    decay_from: float = 1.0
 
 
 def build_generator(arch: str, latent_dim: int, image_shape: Shape, num_classes: int = 0) -> keras.Model:
@@ -217,5 +219,6 @@ ARCHITECTURES: dict[str, Architecture] = {
         fakes_in_training_mode=True,
         jit_compile=False,
         conditioning_ramp=2000,
+        decay_from=0.5,
     ),
 }

@@ -99,6 +99,7 @@ def train_claimed(
     log.info("training on %d images of %s (%s) on %s", len(images), _shape_text(data), _classes(config, data), device)
     gan = build_gan(config, data.image_shape, data.num_classes)
     warn_if_the_label_stays_weak(config, gan)
+    _log_learning_rates(config, gan)
     if not tf.config.list_physical_devices("GPU"):  # on a GPU, TensorFlow reports a lack of memory itself
         check_fits(gan.generator, gan.discriminator, images, config.batch)
     with timings.part("quality_classifier"):
@@ -118,7 +119,7 @@ def train_claimed(
 
     with kept_current(run.root, device, interrupted=Interrupted) as update_report:  # report.html
         if start < config.steps:
-            train_step = TrainStep(gan, images, config.batch, labels)
+            train_step = TrainStep(gan, images, config.batch, labels, config.steps, config.hyper.learning_rate)
             loop = TrainingLoop(config, run, gan, checkpoints, train_step, meter, on_progress, update_report, timings)
             timings.start_up_ends()
             with signals.deferred() as stop:
@@ -260,6 +261,19 @@ def warn_if_the_label_stays_weak(config: TrainConfig, gan: Gan) -> None:
             ramp,
             config.steps,
             100 * float(conditioning_strength(config.steps - 1, ramp)),  # in its last step
+        )
+
+
+def _log_learning_rates(config: TrainConfig, gan: Gan) -> None:
+    """Where an architecture's learning rates decay, over which steps: they follow --steps, also when a resumed run
+    changes it."""
+    decay_from = gan.architecture.decay_from
+    if decay_from < 1:
+        log.info(
+            "learning rates: %g until step %d, then falling linearly to 0 at step %d (--steps)",
+            config.hyper.learning_rate,
+            round(config.steps * decay_from),
+            config.steps,
         )
 
 

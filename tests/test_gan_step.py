@@ -110,6 +110,32 @@ def test_the_conditional_dcgans_label_comes_in_over_its_ramp_in_every_network(sm
     assert strength_after_a_step_from(3 * ramp) == [1.0] * 3
 
 
+def rates_after_a_step_from(gan, train_steps, step: int) -> set[float]:
+    gan.step.assign(step)
+    train_steps(np.int32(1))
+    return {round(float(optimizer.learning_rate.numpy()), 10) for optimizer in (gan.g_optimizer, gan.d_optimizer)}
+
+
+def test_the_dcgans_learning_rates_fall_linearly_over_the_second_half_of_its_run(small_mnist):
+    config = TrainConfig(out=Path("unused"), seed=1, arch="dcgan", steps=1000)
+    gan = build_gan(config, *MNIST)
+    images = training_images(load_data(small_mnist), -1)
+    train_steps = TrainStep(gan, images, config.batch, None, config.steps, config.hyper.learning_rate).compiled()
+    assert gan.architecture.decay_from == 0.5
+    assert rates_after_a_step_from(gan, train_steps, 0) == {2e-4}
+    assert rates_after_a_step_from(gan, train_steps, 499) == {2e-4}  # the first half's last step
+    assert rates_after_a_step_from(gan, train_steps, 750) == {1e-4}  # half way down
+    assert rates_after_a_step_from(gan, train_steps, 999) == {round(2e-4 / 500, 10)}  # the run's last step
+
+
+def test_the_mlps_learning_rates_stay_as_the_preset_sets_them(small_mnist):
+    config = TrainConfig(out=Path("unused"), seed=1, steps=1000)
+    gan = build_gan(config, *MNIST)
+    images = training_images(load_data(small_mnist), -1)
+    train_steps = TrainStep(gan, images, config.batch, None, config.steps, config.hyper.learning_rate).compiled()
+    assert rates_after_a_step_from(gan, train_steps, 999) == {2e-4}
+
+
 def test_seed_preset_is_the_tutorial_without_ema():
     config = TrainConfig(out=Path("unused"), preset="seed")
     gan = build_gan(config, *MNIST)
