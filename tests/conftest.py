@@ -37,6 +37,24 @@ def short_run_config(out: Path, data: Path = SMALL_MNIST, **overrides):
     return TrainConfig(out=out, data=data, **options)
 
 
+def train_until_preempted(config, step: int = 0) -> None:
+    """Train until the run reaches `step` (by default: its first progress line), then act as SIGTERM does: the loop
+    writes a checkpoint of the step reached and raises Interrupted."""
+    from job import signals
+    from job.errors import Interrupted
+    from job.train import train
+
+    def sigterm_at_step(progress) -> None:
+        if progress.step >= step:
+            signals.requested.set()
+
+    try:
+        with pytest.raises(Interrupted):
+            train(config, on_progress=sigterm_at_step)
+    finally:
+        signals.requested.clear()
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """One finished short run for the whole session: (run directory, final training state)."""

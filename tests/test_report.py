@@ -201,18 +201,9 @@ def test_while_training_the_page_says_running_and_follows_each_checkpoint(tmp_pa
 
 
 def test_an_interrupted_run_says_so(tmp_path):
-    from job import signals
-    from job.train import Interrupted, train
-    from tests.conftest import short_run_config
+    from tests.conftest import short_run_config, train_until_preempted
 
-    def sigterm(progress) -> None:  # as if SIGTERM came during the first steps
-        signals.requested.set()
-
-    try:
-        with pytest.raises(Interrupted):
-            train(short_run_config(tmp_path, quality=False), on_progress=sigterm)
-    finally:
-        signals.requested.clear()
+    train_until_preempted(short_run_config(tmp_path, quality=False))  # as if SIGTERM came during the first steps
     assert status_of((tmp_path / "report.html").read_text()) == INTERRUPTED
 
 

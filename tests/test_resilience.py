@@ -17,14 +17,12 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
-from job import signals
 from job.checkpoints import Checkpoints
 from job.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from job.cli import main as gan_job
-from job.config import TrainConfig
-from job.errors import CheckpointsUnreadable, Interrupted
-from job.train import Progress, TrainingDiverged, train
-from tests.conftest import SMALL_MNIST, progress_records, run_cli, short_run_config
+from job.errors import CheckpointsUnreadable
+from job.train import TrainingDiverged, train
+from tests.conftest import SMALL_MNIST, progress_records, run_cli, short_run_config, train_until_preempted
 
 pytestmark = pytest.mark.slow
 
@@ -109,20 +107,6 @@ def test_a_resumed_dcgan_ends_bit_for_bit_as_an_uninterrupted_one(tmp_path, cond
     train_until_preempted(short_run_config(tmp_path / "resumed", **dcgan), 60)
     train(short_run_config(tmp_path / "resumed", **dcgan | {"log_every": 20}))  # other compiled-call lengths, too
     assert_same_state(tmp_path / "straight", tmp_path / "resumed", 120)
-
-
-def train_until_preempted(config: TrainConfig, step: int) -> None:
-    """Train until the run reaches `step`, then act as SIGTERM does: the loop writes a checkpoint and stops."""
-
-    def sigterm_at_step(progress: Progress) -> None:
-        if progress.step >= step:
-            signals.requested.set()
-
-    try:
-        with pytest.raises(Interrupted):
-            train(config, on_progress=sigterm_at_step)
-    finally:
-        signals.requested.clear()
 
 
 def test_two_identical_runs_on_large_images_end_bit_for_bit_the_same(tmp_path):
