@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from job.checkpoints import Checkpoints
 from job.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from job.cli import main as gan_job
-from job.errors import CheckpointsUnreadable
+from job.errors import CheckpointsUnreadable, Interrupted
 from job.train import TrainingDiverged, train
 from tests.conftest import SMALL_MNIST, progress_records, run_cli, short_run_config, train_until_preempted
 
@@ -132,6 +132,50 @@ def test_sigterm_writes_a_checkpoint_and_exits_with_the_interrupted_code(tmp_pat
     assert kept and kept[-1] >= 30  # the checkpoint of the step it stopped at, not only the last interval's
 
 
+def test_a_compiled_call_trains_about_two_seconds_whatever_the_log_interval():
+    from job.train import CALL_SECONDS, FIRST_CALL_STEPS, CallLength
+
+    config = short_run_config(Path("unused"), steps=50_000, log_every=5000, sample_every=5000)
+    length = CallLength()
+    assert length.next(0, config) == FIRST_CALL_STEPS  # before any speed is known
+    length.measured(6, 3.0)  # 2 steps/s
+    assert length.next(10, config) == int(2 * CALL_SECONDS)
+    length.measured(4, 400.0)  # slower than a step per CALL_SECONDS: still one step at a time
+    assert length.next(14, config) == 1
+    length.measured(1, 0.001)  # fast: the next event bounds the call
+    assert length.next(4990, config) == 10
+
+
+def test_a_stop_request_is_seen_within_a_call_not_at_the_next_log_line(tmp_path, monkeypatch):
+    from job import gan as gan_module
+    from job import signals
+
+    original = gan_module.TrainStep.compiled
+    calls: list[int] = []
+
+    def counted(self, jit_compile=None):
+        steps = original(self, jit_compile)
+
+        def run(n):
+            calls.append(int(n))
+            if len(calls) == 3:  # as a SIGTERM arriving during the third call
+                signals.requested.set()
+            return steps(n)
+
+        return run
+
+    monkeypatch.setattr(gan_module.TrainStep, "compiled", counted)
+    config = short_run_config(tmp_path, steps=100_000, log_every=100_000, sample_every=100_000, checkpoint_every=0)
+    try:
+        with pytest.raises(Interrupted) as interrupted:
+            train(config)
+    finally:
+        signals.requested.clear()
+    assert len(calls) == 3 and max(calls) < 100_000
+    assert f"checkpoint written at step {sum(calls)}" in str(interrupted.value)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.index")) == [f"ckpt-{sum(calls)}.index"]
+
+
 def test_checkpoints_of_networks_of_other_shapes_are_named_as_such_and_kept(tmp_path):
     # A run begun by a version of the job that built other networks for the same settings (the DCGAN got wider).
     Checkpoints(tmp_path, tf.train.Checkpoint(kernel=tf.Variable(tf.zeros([4, 32]))), keep=3).save(100)
@@ -176,7 +220,8 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, m
         return run
 
     monkeypatch.setattr(gan_module.TrainStep, "compiled", poisoned)
-    with pytest.raises(TrainingDiverged, match="NaN or infinite between steps 150 and 200"):
+    # Calls end at each log line (every 50 steps) or sooner under load: the first poisoned call begins at 150 or later.
+    with pytest.raises(TrainingDiverged, match="NaN or infinite between steps 1[5-9][0-9] and "):
         train(short_run_config(tmp_path))
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.index")) == ["ckpt-100.index"]
 
