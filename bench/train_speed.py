@@ -3,7 +3,8 @@ the same math, and what the machine's float32 matmuls can do.
 
 - tutorial: per step, generator.predict() on 16 latents, discriminator.train_on_batch() on 16 real + 16 generated
   images, then combined.train_on_batch() on 32 latents labelled real: three host round trips a step.
-- job_seed: the job's TrainStep on the tutorial's math (`--preset seed`), one XLA call per log interval.
+- job_seed: the job's TrainStep on the tutorial's math (`--preset seed`), one XLA call per log interval (as the job
+  calls it at --log-every 100: its two-second bound on a call does not bind at these speeds).
 - job_default: the same with the default preset (its moving average of the generator's weights included).
 - minimal: bench/minimal_gan.py, the same math as bare variables and bare ops, one XLA call of many steps: the
   yardstick for "no overhead".
@@ -43,7 +44,7 @@ from job.models import build_discriminator, build_generator  # noqa: E402
 
 MNIST = ((28, 28, 1), 10)  # image shape, classes
 
-STEPS_PER_CALL = 100  # the job's default log interval: one compiled call per log line
+STEPS_PER_CALL = 100  # the job's default log interval: one compiled call per log line (under two seconds here)
 
 
 def job_loop(images: np.ndarray, preset: str) -> tuple[Callable[[int], None], tf.types.experimental.Function]:

@@ -34,7 +34,9 @@ from serving.model import cycling_labels
 log = logging.getLogger(__name__)
 
 CALL_SECONDS = 2.0  # about how long one compiled call trains: how long a SIGTERM waits for the checkpoint
-FIRST_CALL_STEPS = 10  # before any speed is measured (the first call also traces the step)
+# The first call also traces (and for the MLP, compiles) the step: one step, as a large image's DCGAN may take
+# seconds for it, and its time says nothing of the speed.
+FIRST_CALL_STEPS = 1
 
 __all__ = ["Interrupted", "TrainingDiverged", "train"]
 
@@ -245,18 +247,22 @@ def _steps_to_next_event(step: int, config: TrainConfig) -> int:
 
 class CallLength:
     """How many steps the next compiled call runs: up to the next event, and about CALL_SECONDS at the speed of the
-    call before. Between calls the loop sees a stop request and a checkpoint due by wall time; bounded by events
-    alone, a DCGAN at 3 steps/s with --log-every 5000 trained 25 minutes before it saw a SIGTERM, far past
-    Kubernetes' 30 s grace period."""
+    call before, at most twice that call's steps (one fast call does not make the next one long). Between calls the
+    loop sees a stop request and a checkpoint due by wall time; bounded by events alone, a DCGAN at 3 steps/s with
+    --log-every 5000 trained 25 minutes before it saw a SIGTERM, far past Kubernetes' 30 s grace period."""
 
     def __init__(self) -> None:
         self.limit = FIRST_CALL_STEPS
+        self.calls = 0
 
     def next(self, step: int, config: TrainConfig) -> int:
         return min(_steps_to_next_event(step, config), self.limit)
 
     def measured(self, steps: int, seconds: float) -> None:
-        self.limit = max(1, int(CALL_SECONDS * steps / max(seconds, 1e-6)))
+        self.calls += 1
+        if self.calls == 1:  # the trace's time, not the step's
+            return
+        self.limit = max(1, min(2 * steps, int(CALL_SECONDS * steps / max(seconds, 1e-6))))
 
 
 @dataclass

@@ -174,3 +174,22 @@ def test_a_class_without_images_is_never_drawn():
     sampler = ClassSampler(np.array([0, 0, 2, 2, 2]), num_classes=3)
     classes = sampler.draw(tf.random.Generator.from_seed(0), 1000).numpy()
     assert set(classes) == {0, 2}
+
+
+def test_a_compiled_call_trains_about_two_seconds_whatever_the_log_interval():
+    from job.train import CALL_SECONDS, FIRST_CALL_STEPS, CallLength
+
+    config = TrainConfig(out=Path("unused"), steps=50_000, log_every=5000, sample_every=5000)
+    length = CallLength()
+    assert length.next(0, config) == FIRST_CALL_STEPS  # before any speed is known
+    length.measured(FIRST_CALL_STEPS, 30.0)  # the first call's time is mostly the trace: not a speed
+    assert length.next(1, config) == FIRST_CALL_STEPS
+    speed = 2.0  # steps/s
+    length.measured(6, 6 / speed)
+    assert length.next(7, config) == int(speed * CALL_SECONDS)
+    length.measured(4, 400.0)  # slower than a step per CALL_SECONDS: still one step at a time
+    assert length.next(11, config) == 1
+    length.measured(1, 0.001)  # fast: at most twice the call before...
+    assert length.next(12, config) == 2
+    length.measured(2000, 0.001)
+    assert length.next(4990, config) == 10  # ... and never past the next log line

@@ -132,20 +132,6 @@ def test_sigterm_writes_a_checkpoint_and_exits_with_the_interrupted_code(tmp_pat
     assert kept and kept[-1] >= 30  # the checkpoint of the step it stopped at, not only the last interval's
 
 
-def test_a_compiled_call_trains_about_two_seconds_whatever_the_log_interval():
-    from job.train import CALL_SECONDS, FIRST_CALL_STEPS, CallLength
-
-    config = short_run_config(Path("unused"), steps=50_000, log_every=5000, sample_every=5000)
-    length = CallLength()
-    assert length.next(0, config) == FIRST_CALL_STEPS  # before any speed is known
-    length.measured(6, 3.0)  # 2 steps/s
-    assert length.next(10, config) == int(2 * CALL_SECONDS)
-    length.measured(4, 400.0)  # slower than a step per CALL_SECONDS: still one step at a time
-    assert length.next(14, config) == 1
-    length.measured(1, 0.001)  # fast: the next event bounds the call
-    assert length.next(4990, config) == 10
-
-
 def test_a_stop_request_is_seen_within_a_call_not_at_the_next_log_line(tmp_path, monkeypatch):
     from job import gan as gan_module
     from job import signals
