@@ -127,7 +127,7 @@ def test_a_start_that_only_finishes_the_export_says_where_its_time_went_too(trai
 
 def test_checkpoints_by_wall_time_fall_anywhere_and_a_resume_from_one_is_bit_for_bit(trained_run, tmp_path):
     _, uninterrupted = trained_run
-    # A checkpoint after every compiled call (each takes longer than a millisecond): the first call's at step 10, off
+    # A checkpoint after every compiled call (each takes longer than a millisecond): the first call's at step 1, off
     # the log interval; the last at step 175, between two updates of the moving average.
     by_time = {
         "checkpoint_every": 0,
