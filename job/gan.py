@@ -293,7 +293,11 @@ class TrainStep:
         @tf.function(jit_compile=jit_compile)
         def train_steps(n: tf.Tensor) -> dict[str, tf.Tensor]:
             d_loss_sum, g_loss_sum, d_accuracy_sum = tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
-            for _ in tf.range(n):
+            # Not `for _ in tf.range(n)`: under XLA autograph gives that loop `n` as its maximum iterations, a
+            # compile-time constant, and each call of another length compiled the step anew (4-5 s for the MLP).
+            steps_done = tf.constant(0)
+            while steps_done < n:
+                steps_done += 1
                 self.set_conditioning()
                 self.set_learning_rates()
                 d_loss, d_accuracy = self.discriminator_step()
