@@ -92,27 +92,13 @@ def _train(config: TrainConfig, force: bool) -> None:
     with claimed(config, force) as (run, mnist):  # refusals come here, before TensorFlow loads
         from job.train import train_claimed
 
-        train_claimed(config, run, mnist, force, on_progress=_progress_reporter(config.steps))
+        if not sys.stderr.isatty():  # container logs: plain lines from the training loop
+            train_claimed(config, run, mnist, force)
+            return
+        from job.progress_bar import ProgressBar
 
-
-def _progress_reporter(total: int):
-    """A progress bar on a terminal; plain log lines (from the training loop) in container logs."""
-    if not sys.stderr.isatty():
-        return None
-    bar = click.progressbar(
-        length=total, file=sys.stderr, show_pos=True, show_eta=True, item_show_func=lambda text: text, width=24
-    )
-
-    def report(progress) -> None:
-        text = (
-            f"d_loss {progress.d_loss:.3f}  g_loss {progress.g_loss:.3f}  "
-            f"d_acc {progress.d_accuracy:.2f}  {progress.steps_per_s:.0f} steps/s"
-        )
-        bar.update(progress.step - bar.pos, text)  # a resumed run's first update jumps to where it stands
-        if progress.step >= total:
-            bar.render_finish()
-
-    return report
+        with ProgressBar(config.steps, sys.stderr) as bar:
+            train_claimed(config, run, mnist, force, on_progress=bar.logged, on_advance=bar.advanced)
 
 
 def _run(work) -> None:

@@ -21,7 +21,7 @@ class DataError(BadInput, ValueError):
 
 
 class TrainingDiverged(BadInput, RuntimeError):
-    """A loss became NaN or infinite; the last good checkpoint is kept."""
+    """A loss or a weight became NaN or infinite; the last good checkpoint is kept."""
 
 
 class CheckpointsUnreadable(BadInput):

@@ -54,6 +54,15 @@ class Gan:
         """The generator that draws samples and is exported: the moving average when there is one."""
         return self.ema_generator or self.generator
 
+    def is_finite(self) -> bool:
+        """No weight of the networks, their moving average or their optimisers is NaN or infinite. A call's losses
+        do not tell: its last update may break the weights after they were computed."""
+        models = [self.generator, self.discriminator] + ([self.ema_generator] if self.ema_generator is not None else [])
+        variables = [weight for model in models for weight in model.weights]
+        variables += [*self.g_optimizer.variables, *self.d_optimizer.variables]
+        values = (variable.numpy() for variable in variables)
+        return all(np.isfinite(value).all() for value in values if np.issubdtype(value.dtype, np.floating))
+
     def checkpoint(self) -> tf.train.Checkpoint:
         parts = {"ema_generator": self.ema_generator} if self.ema_generator is not None else {}
         seeds = seed_states(self.generator) + seed_states(self.discriminator)

@@ -24,6 +24,7 @@ from plotly.offline import get_plotlyjs
 
 from job.quality import COVERED, collapsed
 from job.rundir import RunDir, data_set_of
+from job.timings import duration
 from serving.files import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -182,8 +183,8 @@ def render_run(run: Run, status: str, device: str | None = None) -> str:
         status=status,
         device=device,
         speed=speed,
-        eta=_duration(eta) if eta is not None else None,
-        elapsed=_duration(last["elapsed_s"]) if "elapsed_s" in last else None,
+        eta=duration(eta) if eta is not None else None,
+        elapsed=duration(last["elapsed_s"]) if "elapsed_s" in last else None,
         charts=charts,
         images={path: _data_uri(path) for path in _images(run)},
         config=_flat(run.config),
@@ -301,12 +302,6 @@ def _flat(values: dict, prefix: str = "") -> dict:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
-
-
-def _duration(seconds: float) -> str:
-    minutes, seconds = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {seconds:02d}s"
 
 
 def _page_parts() -> dict:

@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from job.errors import Interrupted
 
@@ -25,6 +25,7 @@ HANDLED = (signal.SIGTERM, signal.SIGINT)
 requested = threading.Event()
 _received: list[str] = []  # the names of the signals received, for the message
 _deferred = threading.Event()  # set while the training loop checks `requested` itself
+_before_abort: list[Callable[[], None]] = []  # run even when a second signal kills the process
 
 
 @contextlib.contextmanager
@@ -67,9 +68,22 @@ def deferred() -> Iterator[threading.Event]:
         raise Interrupted("interrupted after the last training step; run the same command again to finish")
 
 
+@contextlib.contextmanager
+def before_abort(action: Callable[[], None]) -> Iterator[None]:
+    """Within this block, a second signal runs `action` before it kills the process (which runs no `finally`).
+    `action` runs inside a signal handler: it must not write through a stream the program may be writing to."""
+    _before_abort.append(action)
+    try:
+        yield
+    finally:
+        _before_abort.remove(action)
+
+
 def _handle(signum: int, _frame) -> None:
     name = signal.Signals(signum).name
     if requested.is_set():  # asked twice: stop now, without a checkpoint
+        for action in _before_abort:
+            action()
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         return

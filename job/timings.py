@@ -11,6 +11,13 @@ PARTS = ("training", "quality", "checkpoints", "sample_grids", "export", "start_
 APART = "quality_classifier"  # the classifier's one-time training (cached once per data set): reported on its own
 
 
+def duration(seconds: float) -> str:
+    """How long, as the report and the progress bar say it: '1h 05m', '4m 09s'."""
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {seconds:02d}s"
+
+
 class Timings:
     """Seconds spent in each part of one start of a run, from that start to the exported model."""
 

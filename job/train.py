@@ -62,8 +62,11 @@ def train(
     config: TrainConfig,
     force: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
+    on_advance: Callable[[int], None] | None = None,
 ) -> Gan:
     """Train the run in `config.out` to `config.steps`, resuming from its newest checkpoint; returns the state.
+    `on_progress` hears of each log interval (by default it logs a line), `on_advance` of the step reached after
+    each compiled call, about every CALL_SECONDS (a terminal's progress bar moves with it).
 
     On SIGTERM or SIGINT (job/signals.py) training ends after the compiled call under way, writes a checkpoint and
     raises Interrupted. A new run that fails before its first checkpoint leaves no folder behind. A start that
@@ -71,7 +74,7 @@ def train(
     adds a `timings` record to metrics.jsonl.
     """
     with claimed(config, force) as (run, data):
-        return train_claimed(config, run, data, force, on_progress)
+        return train_claimed(config, run, data, force, on_progress, on_advance)
 
 
 def real_grid_images(images: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
@@ -93,10 +96,12 @@ def train_claimed(
     data: ImageData,
     force: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
+    on_advance: Callable[[int], None] | None = None,
 ) -> Gan:
     """`train` in a run folder already claimed (job/rundir.py), with its data loaded."""
     timings = Timings()
     on_progress = on_progress or _log_progress
+    on_advance = on_advance or (lambda step: None)
     log.info("configuration: %s", json.dumps(config.to_dict(), sort_keys=True))
     make_deterministic()  # a resumed run ends bit for bit where an uninterrupted one does
     images, labels = training_set(data, config.digit)
@@ -125,7 +130,9 @@ def train_claimed(
     with kept_current(run.root, device, interrupted=Interrupted) as update_report:  # report.html
         if start < config.steps:
             train_step = TrainStep(gan, images, config.batch, labels, config.steps, config.hyper.learning_rate)
-            loop = TrainingLoop(config, run, gan, checkpoints, train_step, meter, on_progress, update_report, timings)
+            loop = TrainingLoop(
+                config, run, gan, checkpoints, train_step, meter, on_progress, on_advance, update_report, timings
+            )
             timings.start_up_ends()
             with signals.deferred() as stop:
                 loop.train_from(start, stop)
@@ -159,7 +166,8 @@ class TrainingLoop:
     checkpoints: Checkpoints
     train_step: TrainStep
     meter: GanQualityMeter | None  # None: quality is not measured
-    on_progress: Callable[[Progress], None]
+    on_progress: Callable[[Progress], None]  # at each log line
+    on_advance: Callable[[int], None]  # after each compiled call, with the step reached
     on_sample: Callable[[], None]  # after each sample grid: rewrites report.html
     timings: Timings
     last_checkpoint: float = dataclasses.field(default=0.0, init=False)  # time.monotonic() of the newest
@@ -220,6 +228,7 @@ class TrainingLoop:
                     with timings.part("sample_grids"):
                         metrics.image(step, save_grid(sample_images(gan), self.run.sample(step)))
                         self.on_sample()
+                self.on_advance(step)
         finally:
             metrics.close()
 
@@ -234,6 +243,11 @@ class TrainingLoop:
 
     def _checkpoint(self, step: int) -> None:
         with self.timings.part("checkpoints"):
+            if not self.gan.is_finite():  # never a broken state as the "last good" checkpoint a resume starts from
+                raise TrainingDiverged(
+                    f"a weight became NaN or infinite by step {step}; "
+                    f"the last good checkpoint is kept in {self.run.checkpoints}"
+                )
             self.checkpoints.save(step)
         self.timings.checkpoint_bytes += self.checkpoints.size(step)
         self.last_checkpoint = time.monotonic()

@@ -3,6 +3,7 @@ is one clear line with a documented exit code."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import random
@@ -10,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -132,34 +134,26 @@ def test_sigterm_writes_a_checkpoint_and_exits_with_the_interrupted_code(tmp_pat
     assert kept and kept[-1] >= 30  # the checkpoint of the step it stopped at, not only the last interval's
 
 
-def test_a_stop_request_is_seen_within_a_call_not_at_the_next_log_line(tmp_path, monkeypatch):
-    from job import gan as gan_module
+def test_a_stop_request_is_seen_after_the_call_under_way_not_at_the_next_log_line(tmp_path):
     from job import signals
 
-    original = gan_module.TrainStep.compiled
-    calls: list[int] = []
+    advanced: list[int] = []  # the step reached after each compiled call
 
-    def counted(self, jit_compile=None):
-        steps = original(self, jit_compile)
+    def after_call(step: int) -> None:
+        advanced.append(step)
+        if len(advanced) == 3:  # as a SIGTERM arriving during the third call
+            signals.requested.set()
 
-        def run(n):
-            calls.append(int(n))
-            if len(calls) == 3:  # as a SIGTERM arriving during the third call
-                signals.requested.set()
-            return steps(n)
-
-        return run
-
-    monkeypatch.setattr(gan_module.TrainStep, "compiled", counted)
     config = short_run_config(tmp_path, steps=100_000, log_every=100_000, sample_every=100_000, checkpoint_every=0)
     try:
         with pytest.raises(Interrupted) as interrupted:
-            train(config)
+            train(config, on_advance=after_call)
     finally:
         signals.requested.clear()
-    assert len(calls) == 3 and max(calls) < 100_000
-    assert f"checkpoint written at step {sum(calls)}" in str(interrupted.value)
-    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.index")) == [f"ckpt-{sum(calls)}.index"]
+    stopped_at = advanced[-1]
+    assert len(advanced) == 3 and stopped_at < 100_000
+    assert f"checkpoint written at step {stopped_at}" in str(interrupted.value)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.index")) == [f"ckpt-{stopped_at}.index"]
 
 
 def test_checkpoints_of_networks_of_other_shapes_are_named_as_such_and_kept(tmp_path):
@@ -189,23 +183,31 @@ def test_a_corrupt_newest_checkpoint_is_skipped_with_a_warning(trained_run, tmp_
     assert [record["step"] for record in progress_records(run)] == [50, 100, 150, 200, 250, 300]
 
 
-def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+def after_each_call(monkeypatch, change) -> None:
+    """Training calls `change(train_step, means)` after each compiled call, before the loop looks at the means."""
     from job import gan as gan_module
 
     original = gan_module.TrainStep.compiled
 
-    def poisoned(self, jit_compile=True):
+    def changed(self, jit_compile=None):
         steps = original(self, jit_compile)
 
         def run(n):
             means = steps(n)
-            if int(self.gan.step.numpy()) > 150:  # the losses go NaN after step 150
-                means["g_loss"] = tf.constant(float("nan"))
+            change(self, means)
             return means
 
         return run
 
-    monkeypatch.setattr(gan_module.TrainStep, "compiled", poisoned)
+    monkeypatch.setattr(gan_module.TrainStep, "compiled", changed)
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    def poison_the_loss(train_step, means) -> None:
+        if int(train_step.gan.step.numpy()) > 150:  # the losses go NaN after step 150
+            means["g_loss"] = tf.constant(float("nan"))
+
+    after_each_call(monkeypatch, poison_the_loss)
     # Calls end at each log line (every 50 steps) or sooner under load: the first poisoned call begins at 150 or later.
     with pytest.raises(TrainingDiverged, match="NaN or infinite between steps 1[5-9][0-9] and "):
         train(short_run_config(tmp_path))
@@ -231,6 +233,18 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, m
     )
     assert result.exit_code == EXIT_BAD_INPUT
     assert "NaN or infinite" in result.stderr
+
+
+def test_weights_that_became_nan_are_never_checkpointed_even_when_the_losses_were_finite(tmp_path, monkeypatch):
+    def break_the_last_update(train_step, means) -> None:
+        if int(train_step.gan.step.numpy()) == 200:  # the call that ends at the checkpoint of step 200
+            kernel = train_step.gan.discriminator.weights[0]
+            kernel.assign(kernel * float("nan"))  # as an update made with NaN gradients, after the losses
+
+    after_each_call(monkeypatch, break_the_last_update)
+    with pytest.raises(TrainingDiverged, match="a weight became NaN or infinite by step 200"):
+        train(short_run_config(tmp_path))
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.index")) == ["ckpt-100.index"]
 
 
 def test_an_out_folder_holding_another_run_is_refused_unless_forced(trained_run, tmp_path):
@@ -294,15 +308,25 @@ def test_an_output_volume_that_is_not_writable_is_one_line_and_nothing_written(t
     assert list(volume.iterdir()) == []
 
 
+@contextlib.contextmanager
+def tmpfs(mount: Path, size: str) -> Iterator[Path]:
+    """A file system of `size` at `mount`; skips the test where mounting one is not allowed (needs root)."""
+    mount.mkdir()
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True
+    ).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 45 MB file system: room for one checkpoint (29 MB) but not two."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=45m", "tmpfs", str(mount)], capture_output=True).returncode:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with tmpfs(tmp_path / "disk", "45m") as mount:
+        yield mount
 
 
 def test_a_full_disk_is_one_line_and_the_last_good_checkpoint_survives(small_disk):
@@ -312,8 +336,19 @@ def test_a_full_disk_is_one_line_and_the_last_good_checkpoint_survives(small_dis
     )
     assert result.returncode == EXIT_BAD_INPUT, result.stderr
     assert "No space left on device" in result.stderr or errno.errorcode[errno.ENOSPC] in result.stderr
+    assert "the checkpoints before it (the newest of step 100) are intact" in result.stderr
     assert "Traceback" not in result.stderr
     assert (
         tf.train.load_checkpoint(str(out / "checkpoints" / "ckpt-100")).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")
         == 100
     )
+
+
+def test_a_first_checkpoint_that_does_not_fit_says_there_is_none_to_resume_from(tmp_path):
+    with tmpfs(tmp_path / "disk", "1m") as disk:
+        checkpoints = Checkpoints(
+            disk / "checkpoints", tf.train.Checkpoint(kernel=tf.Variable(tf.zeros([1024, 1024]))), keep=3
+        )
+        with pytest.raises(OSError, match=r"checkpoint of step 100 .*; no checkpoint was written before it, run again"):
+            checkpoints.save(100)
+        assert checkpoints.steps() == []

@@ -145,6 +145,16 @@ def test_checkpoints_by_wall_time_fall_anywhere_and_a_resume_from_one_is_bit_for
             np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=model)
 
 
+def test_the_progress_hears_of_every_compiled_call_not_only_of_log_lines(tmp_path):
+    # A terminal's progress bar moves with each call, as calls end about every 2 s however far apart log lines are.
+    logged, advanced = [], []
+    config = short_run_config(tmp_path, steps=300, log_every=300, sample_every=300, checkpoint_every=0, quality=False)
+    train(config, on_progress=lambda progress: logged.append(progress.step), on_advance=advanced.append)
+    assert logged == [300]
+    assert advanced[0] == FIRST_CALL_STEPS and advanced[-1] == 300
+    assert len(advanced) > 2 and advanced == sorted(set(advanced))  # a call's growth is bounded: several calls
+
+
 def test_the_real_grid_shows_every_class_in_turn_even_when_the_data_comes_sorted_by_class():
     labels = np.repeat([0, 1, 2], [20, 3, 20])  # as a folder of class subfolders is read; class 1 has few images
     images = np.arange(len(labels))  # each image's value: its index
