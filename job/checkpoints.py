@@ -47,7 +47,10 @@ class Checkpoints:
         """Write checkpoint `step` durably, then drop the oldest beyond `keep`."""
         partial = self.folder / f"{PARTIAL}{step}"
         shutil.rmtree(partial, ignore_errors=True)
-        earlier = self.steps()
+        try:
+            earlier: list[int] | None = self.steps()
+        except OSError:  # a lost volume: whether earlier checkpoints are there cannot be told now
+            earlier = None
         try:
             partial.mkdir(parents=True)
             written = Path(self.checkpoint.write(str(partial / f"{PREFIX}-{step}")))
@@ -59,11 +62,12 @@ class Checkpoints:
             fsync_directory(self.folder)
         except (tf.errors.OpError, OSError) as error:  # a full disk or a lost volume: earlier ones are intact
             reason = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]", "", getattr(error, "message", None) or str(error))
-            kept = (
-                f"the checkpoints before it (the newest of step {earlier[-1]}) are intact, run again to resume"
-                if earlier
-                else "no checkpoint was written before it, run again to start"
-            )
+            if earlier is None:
+                kept = "the checkpoints before it are intact, run again to resume"
+            elif earlier:
+                kept = f"the checkpoints before it (the newest of step {earlier[-1]}) are intact, run again to resume"
+            else:
+                kept = "no earlier checkpoint is on disk, run again to start"
             raise OSError(
                 f"cannot write the checkpoint of step {step} ({reason}); {kept} once the volume is fixed"
             ) from error

@@ -60,8 +60,7 @@ class Gan:
         models = [self.generator, self.discriminator] + ([self.ema_generator] if self.ema_generator is not None else [])
         variables = [weight for model in models for weight in model.weights]
         variables += [*self.g_optimizer.variables, *self.d_optimizer.variables]
-        values = (variable.numpy() for variable in variables)
-        return all(np.isfinite(value).all() for value in values if np.issubdtype(value.dtype, np.floating))
+        return all(np.isfinite(variable.numpy()).all() for variable in variables)
 
     def checkpoint(self) -> tf.train.Checkpoint:
         parts = {"ema_generator": self.ema_generator} if self.ema_generator is not None else {}

@@ -83,7 +83,8 @@ def _handle(signum: int, _frame) -> None:
     name = signal.Signals(signum).name
     if requested.is_set():  # asked twice: stop now, without a checkpoint
         for action in _before_abort:
-            action()
+            with contextlib.suppress(Exception):  # nothing may keep the second signal from ending the process
+                action()
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         return

@@ -202,7 +202,7 @@ class TrainingLoop:
                 if not all(math.isfinite(value) for value in means.values()):
                     raise TrainingDiverged(
                         f"a loss became NaN or infinite between steps {step - n} and {step} ({means}); "
-                        f"the last good checkpoint is kept in {self.run.checkpoints}"
+                        + self._last_good()
                     )
                 sample_now = step % config.sample_every == 0 or step == config.steps
                 if step % config.log_every == 0 or sample_now:
@@ -241,13 +241,17 @@ class TrainingLoop:
         by_step = config.checkpoint_every and step % config.checkpoint_every == 0
         return step == config.steps or bool(by_step) or bool(by_time)
 
+    def _last_good(self) -> str:
+        """Where a run that diverged can go on from, for its message."""
+        kept = self.checkpoints.steps()
+        if not kept:
+            return "no checkpoint was written before it"
+        return f"the last good checkpoint (step {kept[-1]}) is kept in {self.run.checkpoints}"
+
     def _checkpoint(self, step: int) -> None:
         with self.timings.part("checkpoints"):
             if not self.gan.is_finite():  # never a broken state as the "last good" checkpoint a resume starts from
-                raise TrainingDiverged(
-                    f"a weight became NaN or infinite by step {step}; "
-                    f"the last good checkpoint is kept in {self.run.checkpoints}"
-                )
+                raise TrainingDiverged(f"a weight became NaN or infinite by step {step}; " + self._last_good())
             self.checkpoints.save(step)
         self.timings.checkpoint_bytes += self.checkpoints.size(step)
         self.last_checkpoint = time.monotonic()

@@ -11,7 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from job.checkpoints import Checkpoints
 from job.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from job.cli import main as gan_job
 from job.errors import CheckpointsUnreadable, Interrupted
+from job.gan import TrainStep
 from job.train import TrainingDiverged, train
 from tests.conftest import SMALL_MNIST, progress_records, run_cli, short_run_config, train_until_preempted
 
@@ -141,7 +142,7 @@ def test_a_stop_request_is_seen_after_the_call_under_way_not_at_the_next_log_lin
 
     def after_call(step: int) -> None:
         advanced.append(step)
-        if len(advanced) == 3:  # as a SIGTERM arriving during the third call
+        if len(advanced) == 3:  # as a SIGTERM during the third call: Python's handler runs when the call returns
             signals.requested.set()
 
     config = short_run_config(tmp_path, steps=100_000, log_every=100_000, sample_every=100_000, checkpoint_every=0)
@@ -183,7 +184,7 @@ def test_a_corrupt_newest_checkpoint_is_skipped_with_a_warning(trained_run, tmp_
     assert [record["step"] for record in progress_records(run)] == [50, 100, 150, 200, 250, 300]
 
 
-def after_each_call(monkeypatch, change) -> None:
+def after_each_call(monkeypatch: pytest.MonkeyPatch, change: Callable[[TrainStep, dict], None]) -> None:
     """Training calls `change(train_step, means)` after each compiled call, before the loop looks at the means."""
     from job import gan as gan_module
 
@@ -242,7 +243,7 @@ def test_weights_that_became_nan_are_never_checkpointed_even_when_the_losses_wer
             kernel.assign(kernel * float("nan"))  # as an update made with NaN gradients, after the losses
 
     after_each_call(monkeypatch, break_the_last_update)
-    with pytest.raises(TrainingDiverged, match="a weight became NaN or infinite by step 200"):
+    with pytest.raises(TrainingDiverged, match=r"a weight became NaN or infinite by step 200; .*\(step 100\)"):
         train(short_run_config(tmp_path))
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.index")) == ["ckpt-100.index"]
 
@@ -349,6 +350,6 @@ def test_a_first_checkpoint_that_does_not_fit_says_there_is_none_to_resume_from(
         checkpoints = Checkpoints(
             disk / "checkpoints", tf.train.Checkpoint(kernel=tf.Variable(tf.zeros([1024, 1024]))), keep=3
         )
-        with pytest.raises(OSError, match=r"checkpoint of step 100 .*; no checkpoint was written before it, run again"):
+        with pytest.raises(OSError, match=r"checkpoint of step 100 .*; no earlier checkpoint is on disk, run again"):
             checkpoints.save(100)
         assert checkpoints.steps() == []
