@@ -7,7 +7,8 @@ Each variant is a real `gan-job train` run; its quality is what the job itself l
 Fréchet distance between classifier features of 2,000 samples and of the real test images, how many digits cover
 at least 5% of the samples, the smallest digit share, the variety of the least varied digit, and for the conditional
 model the share classified as the digit asked for. Beside it, each run's wall time, the time inside its compiled
-training calls and its steps/s there (the run's `timings` record): the figures for an equal-wall-time comparison.
+training calls and its steps/s there (the run's `timings` record; for a run resumed with `--keep`, the training time
+of all its starts and the wall time of the last): the figures for an equal-wall-time comparison.
 And the metric's floor: the Fréchet distance of 2,000 real training images against the same test images (three
 draws), what a perfect generator would measure at this sample count.
 
@@ -65,7 +66,10 @@ def train(name: str, extra: list[str], args, scratch: Path) -> dict:
     print(f"training {name}: {' '.join(command[1:])}", file=sys.stderr)
     subprocess.run(command, check=True, capture_output=True)  # a finished run kept with --keep is not trained again
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    timings = next(r["timings"] for r in records if "timings" in r)  # the run's own account of its time
+    # The run's own account of its time: the last start's parts, and the training time summed over all its starts
+    # (a run kept with --keep may have been stopped and resumed).
+    timings = [r["timings"] for r in records if "timings" in r][-1]
+    training_s = [r["elapsed_s"] for r in records if "elapsed_s" in r][-1]
     points = [
         {
             "step": r["step"],
@@ -82,8 +86,8 @@ def train(name: str, extra: list[str], args, scratch: Path) -> dict:
         "points": points,
         "wall_s": timings["total_s"],
         "classifier_s": timings["quality_classifier_s"],
-        "training_s": timings["training_s"],
-        "steps_per_s": round(args.steps / timings["training_s"], 1),
+        "training_s": round(training_s, 2),
+        "steps_per_s": round(args.steps / training_s, 1),
     }
 
 
