@@ -66,13 +66,16 @@ def export_onnx(generator: keras.Model, path: Path, metadata: dict[str, object])
     return difference
 
 
-def metadata(config: TrainConfig, data_set: dict, step: int) -> dict[str, object]:
-    """The model's metadata: how it was trained, and what its data is (ImageData.description)."""
+def metadata(config: TrainConfig, data_set: dict, step: int, clusters: int = 0) -> dict[str, object]:
+    """The model's metadata: how it was trained, and what its data is (ImageData.description); `clusters`: a
+    self-conditioned model's (job/clusters.py)."""
     names = {META_CLASS_NAMES: json.dumps(data_set["class_names"])} if data_set["class_names"] else {}
+    self_conditioning = {"clusters": clusters} if clusters else {}
     return {
         META_IMAGE_SHAPE: json.dumps(data_set["image_shape"]),
         META_DATA: data_set["name"],
         **names,
+        **self_conditioning,
         "arch": config.arch,
         "latent_dim": config.latent_dim,
         META_CLASS: config.digit,

@@ -13,10 +13,12 @@ from job.config import TrainConfig
 from job.data import to_unit_range
 from job.models import (
     ARCHITECTURES,
+    DRAWN_CLUSTER,
     Architecture,
     Shape,
     build_discriminator,
     build_generator,
+    build_self_conditioned_sampler,
     conditioning_layers,
     conditioning_strength,
 )
@@ -41,18 +43,37 @@ class Gan:
     train_seconds: tf.Variable  # training time summed over every start of the run
     fixed_latents: tf.Variable  # the same grid of latents at every checkpoint, so samples compare over time
     architecture: Architecture
-    num_classes: int = 0  # the labels a conditional model takes; 0: unconditional
+    num_classes: int = 0  # the labels the networks take: a conditional run's classes, or clusters; 0: none
     ema_decay: float = 0.0  # of the moving average of the generator's weights; 0: none
     ema_generator: keras.Model | None = None  # that moving average, when there is one
+    # Self-conditioned runs (job/clusters.py): the generator that draws the cluster from the latent vector itself.
+    cluster_sampler: keras.Model | None = None
 
     @property
     def conditional(self) -> bool:
+        """The model draws the class it is asked for (a self-conditioned one is asked for none)."""
+        return self.takes_labels and self.cluster_sampler is None
+
+    @property
+    def takes_labels(self) -> bool:
+        """The networks learn from labels: the data's classes (conditional) or the images' clusters."""
         return self.num_classes > 0
 
     @property
+    def clusters(self) -> int:
+        """The clusters a self-conditioned model learnt its images as; 0 for the others."""
+        return self.num_classes if self.cluster_sampler is not None else 0
+
+    @property
     def sampler(self) -> keras.Model:
-        """The generator that draws samples and is exported: the moving average when there is one."""
-        return self.ema_generator or self.generator
+        """The generator that draws samples and is exported: the moving average when there is one, drawing its
+        own cluster when self-conditioned."""
+        return self.cluster_sampler or self.ema_generator or self.generator
+
+    def set_cluster_shares(self, clusters: np.ndarray) -> None:
+        """A self-conditioned sampler draws each cluster as often as `clusters` (each training image's) holds it."""
+        shares = np.bincount(clusters, minlength=self.num_classes) / len(clusters)
+        self.cluster_sampler.get_layer(DRAWN_CLUSTER).shares.assign(shares.astype(np.float32))
 
     def is_finite(self) -> bool:
         """No weight of the networks, their moving average or their optimisers is NaN or infinite. A call's losses
@@ -67,6 +88,8 @@ class Gan:
         seeds = seed_states(self.generator) + seed_states(self.discriminator)
         if seeds:  # only networks with dropout: the checkpoints of the others stay as they were
             parts["seed_states"] = seeds
+        if self.cluster_sampler is not None:
+            parts["drawn_cluster"] = self.cluster_sampler.get_layer(DRAWN_CLUSTER)
         return tf.train.Checkpoint(
             generator=self.generator,
             discriminator=self.discriminator,
@@ -109,10 +132,11 @@ def seed_states(model: keras.Model) -> list:
     return [variable for variable in model.variables if id(variable) not in weights]
 
 
-def build_gan(config: TrainConfig, image_shape: Shape, num_classes: int) -> Gan:
-    """The networks for images of `image_shape`; a conditional run's take labels of `num_classes` classes."""
+def build_gan(config: TrainConfig, image_shape: Shape, num_classes: int, clusters: int = 0) -> Gan:
+    """The networks for images of `image_shape`; a conditional run's take labels of `num_classes` classes, a
+    self-conditioned run's (`clusters` > 0, unconditional runs only) those of its images' clusters."""
     keras.utils.set_random_seed(config.seed)  # weight initialisers
-    classes = num_classes if config.conditional else 0
+    classes = num_classes if config.conditional else clusters
     generator = build_generator(config.arch, config.latent_dim, image_shape, classes)
     discriminator = build_discriminator(config.arch, image_shape, classes)
     hyper = config.hyper
@@ -127,6 +151,9 @@ def build_gan(config: TrainConfig, image_shape: Shape, num_classes: int) -> Gan:
     if config.ema_decay:
         ema_generator = keras.models.clone_model(generator)
         ema_generator.set_weights(generator.get_weights())
+    cluster_sampler = None
+    if classes and not config.conditional:
+        cluster_sampler = build_self_conditioned_sampler(ema_generator or generator, clusters)
     fixed = tf.random.Generator.from_seed(config.seed + 1).normal([SAMPLE_GRID, config.latent_dim])
     return Gan(
         generator=generator,
@@ -141,6 +168,7 @@ def build_gan(config: TrainConfig, image_shape: Shape, num_classes: int) -> Gan:
         num_classes=classes,
         ema_decay=config.ema_decay,
         ema_generator=ema_generator,
+        cluster_sampler=cluster_sampler,
     )
 
 
@@ -194,7 +222,8 @@ class TrainStep:
 
     The discriminator learns from batch/2 real and batch/2 generated images (labels 1 and 0); then the
     generator learns, through the discriminator, to make `batch` latents pass as real. Conditional models draw a
-    class for every image, real or generated, each class as often (ClassSampler), and a real image of its class.
+    class for every image, real or generated, each class as often (ClassSampler), and a real image of its class;
+    self-conditioned ones the same, their images' clusters as the classes.
     """
 
     def __init__(
@@ -202,7 +231,7 @@ class TrainStep:
         gan: Gan,
         images: np.ndarray,  # uint8 (N, height, width, channels)
         batch: int,
-        labels: np.ndarray | None = None,
+        labels: np.ndarray | None = None,  # of the images: their classes, or their clusters (self-conditioned)
         steps: int | None = None,  # the run's last step, where the learning rates reach 0 if they decay
         learning_rate: float | None = None,  # the optimizers' rate before any decay
     ) -> None:
@@ -213,19 +242,19 @@ class TrainStep:
         # Each pixel's value in [-1, 1], looked up: exactly to_unit_range's, which TensorFlow's own division is not
         # (one in two values differs in the last bit).
         self.pixel_values = tf.constant(to_unit_range(np.arange(256, dtype=np.uint8)))
-        self.classes = ClassSampler(labels, gan.num_classes) if gan.conditional else None
+        self.classes = ClassSampler(labels, gan.num_classes) if gan.takes_labels else None
         self.half, self.batch = batch // 2, batch
         self.latent_dim = gan.generator.inputs[0].shape[-1]
         self.bce = keras.losses.BinaryCrossentropy()
         self.d_targets = tf.concat([tf.ones([self.half, 1]), tf.zeros([self.half, 1])], axis=0)
 
     def _digits(self, count: int):
-        return self.classes.draw(self.gan.rng, count) if self.gan.conditional else None
+        return self.classes.draw(self.gan.rng, count) if self.gan.takes_labels else None
 
     def discriminator_step(self) -> tuple[tf.Tensor, tf.Tensor]:
         gan = self.gan
         real_digits = self._digits(self.half)
-        if gan.conditional:
+        if gan.takes_labels:
             picks = self.classes.images_of(gan.rng, real_digits)
         else:
             picks = gan.rng.uniform([self.half], 0, tf.shape(self.reals)[0], dtype=tf.int32)
@@ -239,7 +268,7 @@ class TrainStep:
             training=gan.architecture.fakes_in_training_mode,
         )
         images = tf.concat([real, fake], axis=0)
-        inputs = images if not gan.conditional else [images, tf.concat([real_digits, fake_digits], axis=0)]
+        inputs = images if not gan.takes_labels else [images, tf.concat([real_digits, fake_digits], axis=0)]
         d_vars = gan.discriminator.trainable_variables
         with tf.GradientTape() as tape:
             d_out = gan.discriminator(inputs, training=True)
@@ -277,7 +306,7 @@ class TrainStep:
     def set_conditioning(self) -> None:
         """The label's strength in every network, from the steps done: 0 at the start, 1 after the ramp."""
         ramp = self.gan.architecture.conditioning_ramp
-        if not (self.gan.conditional and ramp):
+        if not (self.gan.takes_labels and ramp):
             return
         strength = conditioning_strength(self.gan.step, ramp)
         for model in (self.gan.generator, self.gan.discriminator, self.gan.ema_generator):

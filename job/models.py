@@ -16,6 +16,7 @@ import keras
 from keras import layers
 
 LABEL_EMBEDDING = 50  # size of the learned vector each class label becomes in conditional generators
+DRAWN_CLUSTER = "drawn_cluster"  # the layer of a self-conditioned sampler that draws the cluster (DrawnCluster)
 Shape = tuple[int, int, int]  # height, width, channels
 
 
@@ -38,6 +39,9 @@ class Architecture:
     conditioning_ramp: int = 0
     # The fraction of a run after which both learning rates fall linearly, to 0 at its last step; 1: constant.
     decay_from: float = 1.0
+    # Unconditional runs: at most this many clusters of the images, on which the networks learn as a conditional pair
+    # (job/clusters.py); 0: none.
+    self_conditioning: int = 0
 
 
 def build_generator(arch: str, latent_dim: int, image_shape: Shape, num_classes: int = 0) -> keras.Model:
@@ -99,6 +103,49 @@ class Conditioning(layers.Layer):
 
     def call(self, inputs):
         return inputs * self.strength
+
+
+def build_self_conditioned_sampler(generator: keras.Model, clusters: int) -> keras.Model:
+    """A conditional `generator` of `clusters` classes as an unconditional one: latent vector -> image, the cluster
+    drawn from the latent vector (DrawnCluster)."""
+    z = keras.Input(shape=generator.inputs[0].shape[1:], name="z")
+    cluster = DrawnCluster(clusters, name=DRAWN_CLUSTER)(z)
+    return keras.Model(z, generator([z, cluster]), name="generator")
+
+
+@keras.saving.register_keras_serializable(package="gan_job")
+class DrawnCluster(layers.Layer):
+    """The cluster a self-conditioned generator draws for a latent vector z, each cluster with its share of the
+    training images (the `shares` weight, set when the images are clustered).
+
+    In training the cluster is drawn apart from z; here it must come from z (the exported model takes z alone), yet
+    depend on it as little as can be: the fractional part of 1000 times z's first entry, uniform in [0, 1) for a
+    normal z (the density hardly changes within a thousandth) whatever the entry's size, so that each cluster sees
+    the entry over its whole range, as in training. Only a product and a floor: Keras and onnxruntime draw the same
+    cluster to the bit (a transcendental function such as the normal CDF may differ by an ulp between them, and
+    near a share's bound that is another cluster, another image)."""
+
+    def __init__(self, clusters: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.clusters = clusters
+
+    def build(self, input_shape) -> None:
+        self.shares = self.add_weight(shape=(self.clusters,), initializer="ones", trainable=False, name="shares")
+
+    def call(self, z):
+        spread = 1000.0 * z[:, 0]
+        fraction = spread - keras.ops.floor(spread)
+        bounds = keras.ops.cumsum(self.shares / keras.ops.sum(self.shares))[:-1]
+        # The number of cumulative shares below the fraction: the cluster whose share holds it (no argmax, whose
+        # Keras form exports to an ONNX op that does not exist).
+        below = keras.ops.cast(fraction[:, None] >= bounds[None, :], "int32")
+        return keras.ops.sum(below, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],)
+
+    def get_config(self) -> dict:
+        return super().get_config() | {"clusters": self.clusters}
 
 
 def conditioning_strength(steps_done, ramp: int):
@@ -220,5 +267,6 @@ ARCHITECTURES: dict[str, Architecture] = {
         jit_compile=False,
         conditioning_ramp=2000,
         decay_from=0.5,
+        self_conditioning=10,
     ),
 }

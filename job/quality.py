@@ -16,6 +16,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from job import signals
 from job.data import KERAS_SETS, ImageData, load_data, reference_images, to_unit_range
 from job.errors import DataError
 from job.models import Shape
@@ -76,14 +77,32 @@ def load_or_train_classifier(data: ImageData, cache: Path, epochs: int | None = 
     keras.utils.set_random_seed(seed)
     classifier = build_classifier(data.image_shape, data.num_classes)
     classifier.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    classifier.fit(to_unit_range(data.x_train), data.y_train, batch_size=CLASSIFIER_BATCH, epochs=epochs, verbose=0)
+    classifier.fit(
+        to_unit_range(data.x_train),
+        data.y_train,
+        batch_size=CLASSIFIER_BATCH,
+        epochs=epochs,
+        verbose=0,
+        callbacks=[_StopOnSignal()],
+    )
     if data.x_test is not None:
         _, accuracy = classifier.evaluate(to_unit_range(data.x_test), data.y_test, batch_size=512, verbose=0)
         log.info("quality: classifier test accuracy %.4f", accuracy)
+    signals.raise_if_requested()  # never cache a classifier whose training a signal cut short
     # Runs sharing a volume may train it at the same time (the per-digit pods): each saves under a name of its own
     # and renames it over the cached one, so a reader only ever sees a complete file.
     save_keras_atomically(classifier, path)
     return classifier
+
+
+class _StopOnSignal(keras.callbacks.Callback):
+    """Ends the classifier's training after the batch under way once SIGTERM or SIGINT came. The signal's own
+    Interrupted usually does; once, in a CI try on a loaded machine, a SIGTERM during this training left the
+    classifier trained to the end and cached (the job still exited 75): the Interrupted had been swallowed somewhere,
+    as signals.raise_if_requested expects of code that catches every exception."""
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        signals.raise_if_requested()
 
 
 def _load_cached(path: Path) -> keras.Model | None:

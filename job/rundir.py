@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 DATA_FINGERPRINT = "data_fingerprint"  # the key in config.json: which data the run trains on
 MAX_MLP_VALUES = 64 * 64 * 3  # pixels x channels: the MLP discriminator's first layer holds their square (151 M)
 DATA_SET = "data_set"  # and what it is: its name, image shape and class names
+CLUSTERS = "clusters"  # and, self-conditioned, how many clusters its images were cut into (job/clusters.py)
 PREFIX = "ckpt"  # checkpoint N is checkpoints/ckpt-N.index and its data files
 INDEX = re.compile(rf"^{PREFIX}-(\d+)\.index$")
 
@@ -44,6 +45,7 @@ class RunDir:
         self.generator = self.root / "generator.keras"
         self.onnx = self.root / "generator.onnx"
         self.model_txt = self.root / "model.txt"
+        self.clusters = self.root / "clusters.npy"  # a self-conditioned run's cluster of each training image
 
     def outputs(self) -> list[Path]:
         """Everything a run writes besides config.json and the lock."""
@@ -55,6 +57,7 @@ class RunDir:
             self.generator,
             self.onnx,
             self.model_txt,
+            self.clusters,
             self.root / "generator.png",
             self.root / "discriminator.png",
         ]
@@ -207,7 +210,9 @@ def data_set_of(saved: dict) -> dict:
     return saved.get(DATA_SET, mnist)
 
 
-def config_json(config: TrainConfig, data: ImageData) -> str:
-    """What config.json holds: the resolved configuration, the data's fingerprint and what the data is."""
+def config_json(config: TrainConfig, data: ImageData, clusters: int = 0) -> str:
+    """What config.json holds: the resolved configuration, the data's fingerprint, what the data is and, for a
+    self-conditioned run, its number of clusters."""
     values = config.to_dict() | {DATA_FINGERPRINT: data.fingerprint(), DATA_SET: data.description()}
+    values |= {CLUSTERS: clusters} if clusters else {}
     return json.dumps(values, indent=2, sort_keys=True) + "\n"

@@ -16,13 +16,14 @@ import tensorflow as tf
 
 from job import signals
 from job.checkpoints import Checkpoints
+from job.clusters import cluster_count, run_clusters
 from job.config import TrainConfig
 from job.data import ImageData, reference_images, to_unit_range, training_set
 from job.errors import Interrupted, TrainingDiverged
 from job.export import export_onnx, metadata
 from job.gan import SAMPLE_GRID, Gan, TrainStep, build_gan, make_deterministic, sample_images
 from job.memory import check_fits
-from job.models import conditioning_strength
+from job.models import ARCHITECTURES, conditioning_strength
 from job.outputs import MetricsLog, append_record, save_grid, save_keras_atomically, write_model_summaries
 from job.quality import GanQualityMeter, QualityReport, collapsed, load_or_train_classifier
 from job.report import kept_current
@@ -107,7 +108,8 @@ def train_claimed(
     images, labels = training_set(data, config.digit)
     device = _device()
     log.info("training on %d images of %s (%s) on %s", len(images), _shape_text(data), _classes(config, data), device)
-    gan = build_gan(config, data.image_shape, data.num_classes)
+    clusters = 0 if config.conditional else cluster_count(len(images), ARCHITECTURES[config.arch].self_conditioning)
+    gan = build_gan(config, data.image_shape, data.num_classes, clusters)
     warn_if_the_label_stays_weak(config, gan)
     _log_learning_rates(config, gan)
     if not tf.config.list_physical_devices("GPU"):  # on a GPU, TensorFlow reports a lack of memory itself
@@ -120,7 +122,10 @@ def train_claimed(
         log.warning("--force: starting a new run in %s; the old run's outputs are removed", run.root)
         run.remove_outputs()
     start = checkpoints.restore_latest()
-    atomic_write_text(run.config, config_json(config, data))
+    atomic_write_text(run.config, config_json(config, data, clusters))
+    if clusters:  # the networks learn the clusters as classes
+        labels = run_clusters(run.clusters, images, clusters, config.seed)
+        gan.set_cluster_shares(labels)
     if start:
         log.info("resuming from the checkpoint of step %d", start)
     else:
@@ -152,7 +157,7 @@ def save_final_models(gan: Gan, config: TrainConfig, data: ImageData, run: RunDi
     """generator.keras and generator.onnx (the moving average when there is one), each written atomically."""
     step = int(gan.step.numpy())
     save_keras_atomically(gan.sampler, run.generator)
-    export_onnx(gan.sampler, run.onnx, metadata(config, data.description(), step))
+    export_onnx(gan.sampler, run.onnx, metadata(config, data.description(), step, gan.clusters))
     log.info("done: step %d, generator saved to %s and %s", step, run.generator, run.onnx)
 
 

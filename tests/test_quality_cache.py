@@ -7,7 +7,9 @@ import sys
 import keras
 import pytest
 
+from job import signals
 from job.data import load_data
+from job.errors import Interrupted
 from job.quality import load_or_train_classifier
 from tests.conftest import SMALL_MNIST
 
@@ -27,6 +29,17 @@ def test_an_unreadable_cached_classifier_is_a_miss_that_is_retrained_and_replace
 
     assert "unreadable" in caplog.text and "training the classifier" in caplog.text
     assert keras.models.load_model(cached).name == "classifier"  # replaced by a good one
+
+
+def test_a_signal_whose_interrupt_was_swallowed_still_stops_the_training_and_caches_nothing(tmp_path):
+    # As if a SIGTERM's Interrupted had been caught by library code: the request is recorded, nothing was raised.
+    signals.requested.set()
+    try:
+        with pytest.raises(Interrupted):
+            load_or_train_classifier(load_data(SMALL_MNIST), tmp_path, epochs=50)
+    finally:
+        signals.requested.clear()
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow

@@ -1,0 +1,101 @@
+"""Self-conditioning (job/clusters.py): the unconditional DCGAN learns as a conditional pair on k-means clusters of its
+own images, and the model it exports draws the cluster itself, from the latent vector alone."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from job.clusters import cluster_count, cluster_images
+from job.models import ARCHITECTURES, DrawnCluster
+from job.train import train
+from serving.model import Generator
+from tests.conftest import run_cli, short_run_config
+
+
+def three_kinds_of_images(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """100 images lit on the left, 300 dark, 200 lit on the right, shuffled; and which kind each is, numbered by
+    the kinds' sizes (dark 0, right 1, left 2)."""
+    kinds = np.array([2] * 100 + [0] * 300 + [1] * 200)
+    rng.shuffle(kinds)
+    images = rng.integers(0, 40, (len(kinds), 12, 12, 1)).astype(np.uint8)
+    images[kinds == 2, :, :6] += 200
+    images[kinds == 1, :, 6:] += 200
+    return images, kinds
+
+
+def test_kmeans_finds_groups_of_unlike_images_and_numbers_them_by_size_the_same_way_every_time():
+    images, kinds = three_kinds_of_images(np.random.default_rng(0))
+    clusters = cluster_images(images, 3, seed=0)
+    assert clusters.dtype == np.int32 and np.array_equal(clusters, kinds)  # 0 the largest group, 2 the smallest
+    assert np.array_equal(cluster_images(images, 3, seed=0), clusters)
+
+
+def test_small_data_sets_get_fewer_clusters_and_tiny_ones_none():
+    assert cluster_count(60_000, 10) == 10
+    assert cluster_count(500, 10) == 5  # 100 images a cluster at least
+    assert cluster_count(199, 10) == 0  # one cluster would be no conditioning at all
+
+
+def test_only_the_dcgan_is_self_conditioned():
+    assert ARCHITECTURES["dcgan"].self_conditioning == 10 and ARCHITECTURES["mlp"].self_conditioning == 0
+
+
+def test_the_sampler_draws_each_cluster_at_its_share_and_over_the_whole_range_of_the_first_latent():
+    layer = DrawnCluster(3)
+    layer.build((None, 100))
+    layer.shares.assign(np.array([0.5, 0.3, 0.2], np.float32))
+    z = np.random.default_rng(0).standard_normal((30_000, 100)).astype(np.float32)
+    drawn = np.asarray(layer(z))
+    np.testing.assert_allclose(np.bincount(drawn, minlength=3) / len(drawn), [0.5, 0.3, 0.2], atol=0.01)
+    # In training each cluster saw every latent vector: here too, the first entry of z is no guide to the cluster.
+    for cluster in range(3):
+        first = z[drawn == cluster, 0]
+        assert abs(first.mean()) < 0.05 and abs(first.std() - 1) < 0.05
+
+
+@pytest.fixture(scope="module")
+def self_conditioned_run(tmp_path_factory):
+    """An unconditional DCGAN on the 1,000 small MNIST images: 10 clusters of 100 or more."""
+    out = tmp_path_factory.mktemp("self-conditioned")
+    train(short_run_config(out, arch="dcgan", steps=60, checkpoint_every=60, sample_every=60, log_every=30))
+    return out
+
+
+def test_an_unconditional_dcgan_learns_its_images_clusters_and_records_them(self_conditioned_run):
+    clusters = np.load(self_conditioned_run / "clusters.npy")
+    assert clusters.shape == (1000,) and set(np.unique(clusters)) == set(range(10))
+    assert json.loads((self_conditioned_run / "config.json").read_text())["clusters"] == 10
+
+
+def test_its_exported_model_takes_latents_alone_and_draws_the_clusters_at_their_shares(self_conditioned_run):
+    model = onnx.load(self_conditioned_run / "generator.onnx")
+    assert [tensor.name for tensor in model.graph.input] == ["z"]
+    assert {prop.key: prop.value for prop in model.metadata_props}["clusters"] == "10"
+    generator = Generator(self_conditioned_run / "generator.onnx")
+    assert not generator.conditional
+    images = generator.images(np.random.default_rng(0).standard_normal((8, 100)).astype(np.float32))
+    assert images.shape == (8, 28, 28, 1)
+
+    import keras
+
+    sampler = keras.models.load_model(self_conditioned_run / "generator.keras")
+    clusters = np.load(self_conditioned_run / "clusters.npy")
+    shares = sampler.get_layer("drawn_cluster").shares.numpy()
+    np.testing.assert_allclose(shares, np.bincount(clusters) / len(clusters), rtol=1e-6)
+
+
+def test_gan_job_export_of_a_checkpoint_draws_what_the_run_exported(self_conditioned_run, tmp_path):
+    again = tmp_path / "again.onnx"
+    result = run_cli("export", "--run", str(self_conditioned_run), "--out", str(again))
+    assert result.returncode == 0, result.stderr
+    latents = np.random.default_rng(1).standard_normal((16, 100)).astype(np.float32)
+    exported = Generator(self_conditioned_run / "generator.onnx").images(latents)
+    np.testing.assert_allclose(Generator(again).images(latents), exported, atol=1e-6)
+
+
+def test_conditional_and_mlp_runs_are_not_self_conditioned(trained_run, conditional_run):
+    for run, _ in (trained_run, conditional_run):
+        assert "clusters" not in json.loads((run / "config.json").read_text())
+        assert not (run / "clusters.npy").exists()
