@@ -31,6 +31,8 @@ def cluster_count(images: int, most: int) -> int:
     """The clusters of a data set of `images` images: `most`, fewer for small data; 0 (no self-conditioning) where
     fewer than two would be left."""
     count = min(most, images // IMAGES_PER_CLUSTER)
+    if most and count < 2:
+        log.info("self-conditioning: off, %d images are too few for 2 clusters of %d", images, IMAGES_PER_CLUSTER)
     return count if count >= 2 else 0
 
 

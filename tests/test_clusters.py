@@ -2,6 +2,7 @@
 own images, and the model it exports draws the cluster itself, from the latent vector alone."""
 
 import json
+import logging
 
 import numpy as np
 import onnx
@@ -32,10 +33,17 @@ def test_kmeans_finds_groups_of_unlike_images_and_numbers_them_by_size_the_same_
     assert np.array_equal(cluster_images(images, 3, seed=0), clusters)
 
 
-def test_small_data_sets_get_fewer_clusters_and_tiny_ones_none():
+def test_small_data_sets_get_fewer_clusters_and_tiny_ones_none_which_the_log_says(caplog):
+    caplog.set_level(logging.INFO, logger="job.clusters")
     assert cluster_count(60_000, 10) == 10
-    assert cluster_count(500, 10) == 5  # 100 images a cluster at least
+    assert cluster_count(500, 10) == 5  # 100 images a cluster on average
+    assert cluster_count(200, 10) == 2
+    assert not caplog.records
     assert cluster_count(199, 10) == 0  # one cluster would be no conditioning at all
+    assert "self-conditioning: off, 199 images are too few" in caplog.text
+    caplog.clear()
+    assert cluster_count(199, 0) == 0  # an architecture without self-conditioning: nothing to say
+    assert not caplog.records
 
 
 def test_only_the_dcgan_is_self_conditioned():
