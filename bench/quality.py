@@ -64,7 +64,9 @@ def train(name: str, extra: list[str], args, scratch: Path) -> dict:
         *extra,
     ]
     print(f"training {name}: {' '.join(command[1:])}", file=sys.stderr)
-    subprocess.run(command, check=True, capture_output=True)  # a finished run kept with --keep is not trained again
+    result = subprocess.run(command, capture_output=True, text=True)  # a finished run kept with --keep is not retrained
+    if result.returncode:  # 75: stopped by a signal, checkpointed; the same command with --keep resumes it
+        sys.exit(f"training {name} exited {result.returncode}:\n{result.stderr[-2000:]}")
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     # The run's own account of its time: the last start's parts, and the training time summed over all its starts
     # (a run kept with --keep may have been stopped and resumed).

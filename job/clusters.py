@@ -22,7 +22,7 @@ from serving.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-IMAGES_PER_CLUSTER = 100  # at least, on average: smaller data sets get fewer clusters (fewer than 2: none)
+IMAGES_PER_CLUSTER = 100  # on average: smaller data sets get fewer clusters (fewer than 2: none)
 ITERATIONS = 50  # of Lloyd's algorithm at most; on MNIST it settles in about 30
 CHUNK = 8192  # images whose distances to the centres are computed at once (8192 x 3072 floats of 32x32 RGB: 100 MB)
 

@@ -39,6 +39,7 @@ PRESETS: dict[str, Hyperparameters] = {
 ARCH_NAMES = ("mlp", "dcgan")  # job/models.py builds each (a test checks they agree)
 
 SEED_RANGE = (0, 2**32 - 1)  # what numpy and TensorFlow accept as a seed
+QUALITY_CACHE = ".quality-cache"  # the quality classifiers' folder, by default beside the run directory
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ class TrainConfig:
     quality_cache: Path | None = option(
         None,
         help="Where the quality classifier is cached (once per data set).",
-        default_text="OUT/../.quality-cache",
+        default_text=f"OUT/../{QUALITY_CACHE}",
         resumable=True,
         folder=True,
     )
@@ -179,7 +180,7 @@ class TrainConfig:
 
     @property
     def classifier_cache(self) -> Path:
-        return self.quality_cache or self.out.parent / ".quality-cache"
+        return self.quality_cache or self.out.parent / QUALITY_CACHE
 
     @property
     def hyper(self) -> Hyperparameters:

@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from job.errors import DataError
 from job.memory import check_room_for_images
-from serving.model import CHANNELS, MAX_CLASSES, MNIST_CLASSES
+from serving.model import CHANNELS, MAX_CLASSES, MNIST_CLASSES, named_class
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def class_mask(data: ImageData, label: int) -> np.ndarray:
         raise DataError(f"--digit {label}: {data.name} has {data.num_classes} classes, 0..{data.num_classes - 1}")
     keep = data.y_train == label
     if not keep.any():
-        raise DataError(f"the training set holds no images of class {label} ({data.class_names[label]})")
+        raise DataError(f"the training set holds no images of class {named_class(label, data.class_names[label])}")
     return keep
 
 

@@ -267,6 +267,6 @@ ARCHITECTURES: dict[str, Architecture] = {
         jit_compile=False,
         conditioning_ramp=2000,
         decay_from=0.5,
-        self_conditioning=10,
+        self_conditioning=30,
     ),
 }

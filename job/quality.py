@@ -162,9 +162,9 @@ class QualityReport:
             return None
         label, variety = self.least_varied
         return (
-            f"the samples of class {self.class_name(label)} look alike (variety {variety:.2f}: their distance to "
-            f"each other over its real images', 1 as varied as the data): the generator may draw it as a few "
-            f"images repeated; look at the sample grids"
+            f"the samples of class {self.class_name(label)} look alike (variety {variety:.3f}, below {LOOK_ALIKE}: "
+            f"their distance to each other over its real images', 1 as varied as the data): the generator may draw "
+            f"it as a few images repeated; look at the sample grids"
         )
 
     def record(self) -> dict:
@@ -290,6 +290,11 @@ def evaluate_model(model_path: Path, data_source: str | None, samples: int, seed
 
 def _keras_set_of(generator: Generator) -> str:
     if generator.data_name not in KERAS_SETS:
+        if not generator.num_classes:  # its own data cannot be measured against: the classifier needs labels
+            raise DataError(
+                f"{generator.path} was trained on unlabelled data ({generator.data_name}): quality is measured "
+                f"through a classifier of labels, so pass labelled data of the same kind of images with --data"
+            )
         raise DataError(f"{generator.path} was trained on {generator.data_name}: pass that data with --data")
     return generator.data_name
 

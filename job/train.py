@@ -27,7 +27,7 @@ from job.models import ARCHITECTURES, conditioning_strength
 from job.outputs import MetricsLog, append_record, save_grid, save_keras_atomically, write_model_summaries
 from job.quality import GanQualityMeter, QualityReport, collapsed, load_or_train_classifier
 from job.report import kept_current
-from job.rundir import RunDir, claimed, config_json
+from job.rundir import CLUSTERS, RunDir, claimed, config_json
 from job.timings import Timings
 from serving.files import atomic_write_text
 from serving.model import cycling_labels
@@ -108,7 +108,7 @@ def train_claimed(
     images, labels = training_set(data, config.digit)
     device = _device()
     log.info("training on %d images of %s (%s) on %s", len(images), _shape_text(data), _classes(config, data), device)
-    clusters = 0 if config.conditional else cluster_count(len(images), ARCHITECTURES[config.arch].self_conditioning)
+    clusters = _clusters(config, run, len(images), resuming=not force and run.has_checkpoints())
     gan = build_gan(config, data.image_shape, data.num_classes, clusters)
     warn_if_the_label_stays_weak(config, gan)
     _log_learning_rates(config, gan)
@@ -346,6 +346,16 @@ def _log_learning_rates(config: TrainConfig, gan: Gan) -> None:
             round(config.steps * decay_from),
             config.steps,
         )
+
+
+def _clusters(config: TrainConfig, run: RunDir, images: int, resuming: bool) -> int:
+    """How many clusters a self-conditioned run learns (0: none). A run resumes with the number it began with, which
+    its config.json records (as `gan-job export` reads it): an earlier version may have made another."""
+    if config.conditional:
+        return 0
+    if resuming:
+        return int((run.saved_config() or {}).get(CLUSTERS, 0))
+    return cluster_count(images, ARCHITECTURES[config.arch].self_conditioning)
 
 
 def _shape_text(data: ImageData) -> str:

@@ -245,10 +245,15 @@ class Generator:
         return images
 
 
+def named_class(index: int, name: str) -> str:
+    """A class as messages name it: '3 cat', or '3' alone where the name is the index."""
+    return name if name == str(index) else f"{index} {name}"
+
+
 def class_listing(names: list[str], limit: int = LISTED_CLASSES) -> str:
     """Classes with their indices, '0 cat, 1 dog' ('3' alone where the name is the index); past `limit` classes, the
     first few, '…', the last one and how many there are."""
-    items = [name if name == str(index) else f"{index} {name}" for index, name in enumerate(names)]
+    items = [named_class(index, name) for index, name in enumerate(names)]
     if len(items) <= limit:
         return ", ".join(items)
     return f"{', '.join(items[: limit - 2])}, …, {items[-1]} ({len(items)} in all)"

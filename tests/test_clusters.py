@@ -1,8 +1,10 @@
 """Self-conditioning (job/clusters.py): the unconditional DCGAN learns as a conditional pair on k-means clusters of its
 own images, and the model it exports draws the cluster itself, from the latent vector alone."""
 
+import dataclasses
 import json
 import logging
+import shutil
 
 import numpy as np
 import onnx
@@ -47,7 +49,7 @@ def test_small_data_sets_get_fewer_clusters_and_tiny_ones_none_which_the_log_say
 
 
 def test_only_the_dcgan_is_self_conditioned():
-    assert ARCHITECTURES["dcgan"].self_conditioning == 10 and ARCHITECTURES["mlp"].self_conditioning == 0
+    assert ARCHITECTURES["dcgan"].self_conditioning == 30 and ARCHITECTURES["mlp"].self_conditioning == 0
 
 
 def test_the_sampler_draws_each_cluster_at_its_share_and_over_the_whole_range_of_the_first_latent():
@@ -65,7 +67,7 @@ def test_the_sampler_draws_each_cluster_at_its_share_and_over_the_whole_range_of
 
 @pytest.fixture(scope="module")
 def self_conditioned_run(tmp_path_factory):
-    """An unconditional DCGAN on the 1,000 small MNIST images: 10 clusters of 100 or more."""
+    """An unconditional DCGAN on the 1,000 small MNIST images: 10 clusters (100 images a cluster on average)."""
     out = tmp_path_factory.mktemp("self-conditioned")
     train(short_run_config(out, arch="dcgan", steps=60, checkpoint_every=60, sample_every=60, log_every=30))
     return out
@@ -107,3 +109,16 @@ def test_conditional_and_mlp_runs_are_not_self_conditioned(trained_run, conditio
     for run, _ in (trained_run, conditional_run):
         assert "clusters" not in json.loads((run / "config.json").read_text())
         assert not (run / "clusters.npy").exists()
+
+
+def test_a_run_resumes_with_the_clusters_it_began_with_though_this_version_would_make_another_number(
+    self_conditioned_run, tmp_path, monkeypatch
+):
+    run = tmp_path / "run"
+    shutil.copytree(self_conditioned_run, run)
+    fewer = dataclasses.replace(ARCHITECTURES["dcgan"], self_conditioning=3)
+    monkeypatch.setitem(ARCHITECTURES, "dcgan", fewer)  # a later version, which would cut 3 clusters
+    gan = train(short_run_config(run, arch="dcgan", steps=80, checkpoint_every=80, sample_every=80, log_every=20))
+    assert gan.clusters == 10 and int(gan.step.numpy()) == 80
+    assert json.loads((run / "config.json").read_text())["clusters"] == 10
+    assert set(np.unique(np.load(run / "clusters.npy"))) == set(range(10))

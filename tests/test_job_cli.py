@@ -111,6 +111,17 @@ def test_evaluate_prints_the_quality_of_any_exported_generator(trained_run, smal
     assert "Fréchet distance:" in text.stdout and "classes covered:" in text.stdout
 
 
+def test_evaluate_of_a_runs_model_reuses_the_classifier_its_training_measured_with(trained_run, small_mnist):
+    run = trained_run[0]
+    cache = json.loads((run / "config.json").read_text())["quality_cache"]
+    args = ["evaluate", "--model", str(run / "generator.onnx"), "--data", str(small_mnist), "--samples", "100"]
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert f"using the cached classifier {cache}" in result.stderr
+    assert "classifier test accuracy" not in result.stderr  # not trained again
+    assert not (run / ".quality-cache").exists()
+
+
 def test_evaluate_names_each_class_share_as_the_data_measured_against_names_it(trained_run, small_mnist, tmp_path):
     names = [f"digit {d}" for d in range(10)]
     with np.load(small_mnist) as arrays:

@@ -95,6 +95,9 @@ def test_unlabelled_images_train_with_quality_off_and_no_classes(tmp_path):
     refused = run_cli("gan-digits", "generate", "--model", str(out / "generator.onnx"), "--digit", "1",
                       "--out", str(tmp_path / "g.png"))  # fmt: skip
     assert refused.returncode == 2 and "unlabelled" in refused.stderr
+    unmeasured = run_cli("evaluate", "--model", str(out / "generator.onnx"))
+    assert unmeasured.returncode == 2 and "unlabelled data" in unmeasured.stderr
+    assert "pass labelled data of the same kind of images with --data" in unmeasured.stderr
 
 
 def test_a_run_begun_before_data_shapes_were_recorded_still_resumes_and_exports(trained_run, tmp_path):
