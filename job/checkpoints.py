@@ -101,6 +101,8 @@ class Checkpoints:
                 )
                 continue
             return step
+        if reasons:
+            logging.getLogger("tensorflow").addFilter(_unused_values_noise)
         if reasons and all(OTHER_SHAPES in reason for reason in reasons):
             raise CheckpointsUnreadable(
                 f"the checkpoints in {self.folder} hold networks of other shapes than this version builds for the "
@@ -123,6 +125,13 @@ class Checkpoints:
         if self.folder.is_dir():
             for partial in self.folder.glob(f"{PARTIAL}*"):
                 shutil.rmtree(partial, ignore_errors=True)
+
+
+def _unused_values_noise(record: logging.LogRecord) -> bool:
+    """False for TensorFlow's warnings, when a refused checkpoint is dropped, about each of its values left unused:
+    expected here, and about a hundred lines that would bury the one-line error."""
+    message = record.getMessage()
+    return not message.startswith(("Value in checkpoint could not be found", "Detecting that an object or model"))
 
 
 def _fsync(path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from job import signals
-from job.config import QUALITY_CACHE, REQUIRED, Option, TrainConfig, default_of, flag_of, option_type, options
+from job.config import REQUIRED, Option, TrainConfig, default_of, flag_of, option_type, options
 from job.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -204,28 +204,16 @@ def _export(run_path: Path, step: int | None, out: Path | None) -> None:
     "--quality-cache",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    show_default="its run's, where config.json sits beside the model; else beside the model",
+    show_default="its run's, where config.json sits beside the model; else .quality-cache beside the model",
     help="Where the quality classifier is cached (once per data set).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def evaluate(model: Path, data: str | None, samples: int, seed: int, quality_cache: Path | None, as_json: bool) -> None:
     """Measure an exported generator against its data: Fréchet distance, share of each class, and how often a
     conditional model draws the class asked for."""
-    _run(lambda: _evaluate(model, data, samples, seed, quality_cache or _model_cache(model), as_json))
+    from job.rundir import classifier_cache_of
 
-
-def _model_cache(model: Path) -> Path:
-    """The quality cache of the run a model sits in (its config.json records it), so that evaluating a run's model
-    reuses the classifier its training measured with; beside the model for one without its run."""
-    from job.rundir import RunDir
-
-    try:
-        recorded = (RunDir(model.parent).saved_config() or {}).get("quality_cache")
-    except ConfigError:  # an unreadable config.json: no run to take the cache from
-        recorded = None
-    if isinstance(recorded, str) and Path(recorded).is_dir():
-        return Path(recorded)
-    return model.parent / QUALITY_CACHE
+    _run(lambda: _evaluate(model, data, samples, seed, quality_cache or classifier_cache_of(model), as_json))
 
 
 def _evaluate(model_path: Path, data: str | None, samples: int, seed: int, cache: Path, as_json: bool) -> None:

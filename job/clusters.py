@@ -43,7 +43,7 @@ def run_clusters(path: Path, images: np.ndarray, count: int, seed: int) -> np.nd
         kept = np.load(path)
     except (OSError, ValueError):
         kept = None
-    if kept is not None and kept.shape == (len(images),) and kept.max(initial=0) < count:
+    if kept is not None and kept.shape == (len(images),) and 0 <= kept.min(initial=0) <= kept.max(initial=0) < count:
         return kept.astype(np.int32)
     if path.exists():
         log.warning("self-conditioning: %s is unreadable or not of these images; clustering them again", path)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import filelock
 
-from job.config import ConfigError, TrainConfig
+from job.config import QUALITY_CACHE, ConfigError, TrainConfig
 from job.data import KERAS_SETS, ImageData, class_mask, load_data, reference_set
 from serving.model import class_listing
 
@@ -208,6 +208,42 @@ def data_set_of(saved: dict) -> dict:
     """What a run's config.json says its data is (ImageData.description); runs from before it said: MNIST."""
     mnist = {"name": "mnist", "image_shape": [28, 28, 1], "class_names": list(KERAS_SETS["mnist"])}
     return saved.get(DATA_SET, mnist)
+
+
+def classifier_cache_of(model: Path) -> Path:
+    """Where `gan-job evaluate` caches the quality classifier for `model` when not told. A run's model (config.json
+    beside it): the cache the run recorded, if it is still there (a relative one taken from the folder the run was
+    started in, which its recorded --out tells); else the run's default, .quality-cache/ beside the run directory,
+    which follows a moved run. A model without its run: .quality-cache/ beside the model."""
+    run = RunDir(model.parent.resolve())
+    try:
+        saved = run.saved_config()
+    except ConfigError as error:
+        log.warning("%s; taking the model as one without its run", error)
+        saved = None
+    if saved is None:
+        return run.root / QUALITY_CACHE
+    default = run.root.parent / QUALITY_CACHE
+    recorded = _recorded_cache(run.root, saved)
+    if recorded is not None and recorded.is_dir():
+        return recorded
+    if recorded is not None and recorded != default:
+        log.warning("the quality classifier cache the run recorded, %s, is not there: using %s", recorded, default)
+    return default
+
+
+def _recorded_cache(root: Path, saved: dict) -> Path | None:
+    """The quality cache config.json records, absolute; None where it cannot be placed (a relative path of a run
+    whose recorded --out does not end its folder's path: moved since)."""
+    recorded, out = saved.get("quality_cache"), saved.get("out")
+    if not isinstance(recorded, str) or not isinstance(out, str):
+        return None
+    if Path(recorded).is_absolute():
+        return Path(recorded)
+    out_parts = Path(out).parts
+    if Path(out).is_absolute() or ".." in out_parts or root.parts[-len(out_parts) :] != out_parts:
+        return None
+    return Path(*root.parts[: -len(out_parts)], recorded)
 
 
 def config_json(config: TrainConfig, data: ImageData, clusters: int = 0) -> str:

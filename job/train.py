@@ -17,7 +17,7 @@ import tensorflow as tf
 from job import signals
 from job.checkpoints import Checkpoints
 from job.clusters import cluster_count, run_clusters
-from job.config import TrainConfig
+from job.config import ConfigError, TrainConfig
 from job.data import ImageData, reference_images, to_unit_range, training_set
 from job.errors import Interrupted, TrainingDiverged
 from job.export import export_onnx, metadata
@@ -354,7 +354,13 @@ def _clusters(config: TrainConfig, run: RunDir, images: int, resuming: bool) -> 
     if config.conditional:
         return 0
     if resuming:
-        return int((run.saved_config() or {}).get(CLUSTERS, 0))
+        recorded = (run.saved_config() or {}).get(CLUSTERS, 0)
+        if type(recorded) is not int or recorded < 0:  # bool is an int too
+            raise ConfigError(
+                f"{run.config} records {CLUSTERS} {json.dumps(recorded)}, expected a whole number of clusters (0: "
+                "none): restore the run's config.json, or --force to start a new run there"
+            )
+        return recorded
     return cluster_count(images, ARCHITECTURES[config.arch].self_conditioning)
 
 

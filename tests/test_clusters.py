@@ -10,7 +10,8 @@ import numpy as np
 import onnx
 import pytest
 
-from job.clusters import cluster_count, cluster_images
+from job.clusters import cluster_count, cluster_images, run_clusters
+from job.config import ConfigError
 from job.models import ARCHITECTURES, DrawnCluster
 from job.train import train
 from serving.model import Generator
@@ -33,6 +34,23 @@ def test_kmeans_finds_groups_of_unlike_images_and_numbers_them_by_size_the_same_
     clusters = cluster_images(images, 3, seed=0)
     assert clusters.dtype == np.int32 and np.array_equal(clusters, kinds)  # 0 the largest group, 2 the smallest
     assert np.array_equal(cluster_images(images, 3, seed=0), clusters)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [lambda c: c[:-1], lambda c: np.where(np.arange(len(c)) == 5, -3, c), lambda c: c + 3],
+    ids=["shorter", "negative", "beyond"],
+)
+def test_a_runs_kept_clusters_are_reused_and_damaged_ones_made_again_with_a_warning(tmp_path, caplog, damage):
+    images, kinds = three_kinds_of_images(np.random.default_rng(0))
+    path = tmp_path / "clusters.npy"
+    made = run_clusters(path, images, 3, seed=0)
+    assert np.array_equal(made, kinds) and np.array_equal(np.load(path), made)
+    np.save(path, np.zeros(len(images), np.int32))  # valid, if not what k-means made: kept as the run's
+    assert not run_clusters(path, images, 3, seed=0).any() and not caplog.records
+    np.save(path, damage(made))  # shorter, a negative entry, beyond the clusters
+    assert np.array_equal(run_clusters(path, images, 3, seed=0), made)
+    assert "is unreadable or not of these images; clustering them again" in caplog.text
 
 
 def test_small_data_sets_get_fewer_clusters_and_tiny_ones_none_which_the_log_says(caplog):
@@ -122,3 +140,13 @@ def test_a_run_resumes_with_the_clusters_it_began_with_though_this_version_would
     assert gan.clusters == 10 and int(gan.step.numpy()) == 80
     assert json.loads((run / "config.json").read_text())["clusters"] == 10
     assert set(np.unique(np.load(run / "clusters.npy"))) == set(range(10))
+
+
+@pytest.mark.parametrize("recorded", [-1, "abc", None, True, 2.5])
+def test_a_resume_refuses_a_config_json_whose_clusters_are_no_count(self_conditioned_run, tmp_path, recorded):
+    run = tmp_path / "run"
+    shutil.copytree(self_conditioned_run, run)
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(saved | {"clusters": recorded}))
+    with pytest.raises(ConfigError, match="records clusters .*expected a whole number of clusters"):
+        train(short_run_config(run, arch="dcgan", steps=80, checkpoint_every=80, sample_every=80, log_every=20))

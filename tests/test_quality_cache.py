@@ -1,8 +1,11 @@
 """The quality classifier's cache is shared by every run beside it: first runs side by side must not trip over each
-other (the per-digit Job's pods start together on one volume), and a cached file that cannot be read is retrained."""
+other (the per-digit Job's pods start together on one volume), a cached file that cannot be read is retrained, and
+`gan-job evaluate` of a run's model finds the cache its run used."""
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import pytest
@@ -11,6 +14,7 @@ from job import signals
 from job.data import load_data
 from job.errors import Interrupted
 from job.quality import load_or_train_classifier
+from job.rundir import classifier_cache_of
 from tests.conftest import SMALL_MNIST
 
 TRAIN_INTO_CACHE = (
@@ -51,3 +55,37 @@ def test_first_runs_side_by_side_both_succeed_and_leave_one_valid_classifier(tmp
     assert [run.wait(timeout=300) for run in runs] == [0, 0]
     assert [p.name for p in tmp_path.iterdir()] == [f"classifier-{load_data(SMALL_MNIST).fingerprint()}.keras"]
     assert keras.models.load_model(next(tmp_path.iterdir())).name == "classifier"
+
+
+def a_run(folder: Path, out: str, quality_cache: str) -> Path:
+    """A run folder as `gan-job train --out OUT` wrote it, with the quality cache it recorded; its model's path."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"out": out, "quality_cache": quality_cache}))
+    return folder / "generator.onnx"
+
+
+def test_evaluate_finds_a_runs_cache_from_any_folder_and_after_the_run_moved(tmp_path, monkeypatch):
+    # gan-job train --out A/run1, started in tmp_path: the cache recorded as A/.quality-cache, relative
+    model = a_run(tmp_path / "A" / "run1", "A/run1", "A/.quality-cache")
+    (tmp_path / "A" / ".quality-cache").mkdir()
+    for folder in (tmp_path, tmp_path / "A" / "run1", Path("/")):
+        monkeypatch.chdir(folder)
+        assert classifier_cache_of(model) == tmp_path / "A" / ".quality-cache"
+    # --quality-cache Q1, relative, beside a run started in tmp_path: found from elsewhere too
+    other = a_run(tmp_path / "D" / "run", "D/run", "Q1")
+    (tmp_path / "Q1").mkdir()
+    assert classifier_cache_of(other) == tmp_path / "Q1"
+    # moved with the folder around it: the run's default, .quality-cache/ beside the run directory
+    (tmp_path / "A").rename(tmp_path / "A2")
+    assert classifier_cache_of(tmp_path / "A2" / "run1" / "generator.onnx") == tmp_path / "A2" / ".quality-cache"
+
+
+def test_evaluate_says_when_the_recorded_cache_is_gone_and_takes_a_bare_model_as_one_without_its_run(tmp_path, caplog):
+    model = a_run(tmp_path / "run", str(tmp_path / "run"), str(tmp_path / "kept-elsewhere"))
+    assert classifier_cache_of(model) == tmp_path / ".quality-cache"
+    assert f"{tmp_path / 'kept-elsewhere'}, is not there" in caplog.text
+    (tmp_path / "bare").mkdir()
+    assert classifier_cache_of(tmp_path / "bare" / "g.onnx") == tmp_path / "bare" / ".quality-cache"
+    (tmp_path / "bare" / "config.json").write_text('{"out": ')  # damaged: said, and the model taken as bare
+    assert classifier_cache_of(tmp_path / "bare" / "g.onnx") == tmp_path / "bare" / ".quality-cache"
+    assert "unreadable" in caplog.text

@@ -167,6 +167,33 @@ def test_checkpoints_of_networks_of_other_shapes_are_named_as_such_and_kept(tmp_
     assert sorted(path.name for path in tmp_path.iterdir()) == before
 
 
+REFUSE_CHECKPOINTS_OF_MORE_VALUES = """
+import logging, sys
+from pathlib import Path
+import tensorflow as tf
+from job.checkpoints import Checkpoints
+from job.errors import CheckpointsUnreadable
+logging.basicConfig(level=logging.INFO)
+values = {f"v{i}": tf.Variable(0.0) for i in range(20)}
+Checkpoints(Path(sys.argv[1]), tf.train.Checkpoint(kernel=tf.Variable(tf.zeros([4, 32])), **values), keep=3).save(1)
+try:
+    Checkpoints(Path(sys.argv[1]), tf.train.Checkpoint(kernel=tf.Variable(tf.zeros([4, 64]))), keep=3).restore_latest()
+except CheckpointsUnreadable:
+    print("refused", file=sys.stderr)
+"""
+
+
+def test_refused_checkpoints_do_not_bury_the_error_under_tensorflows_unused_value_warnings(tmp_path):
+    # Without the filter, TensorFlow logs one warning per unused value as the refused checkpoint is dropped (20 here,
+    # about a hundred for a DCGAN run), after the job's one-line error.
+    result = subprocess.run(
+        [sys.executable, "-c", REFUSE_CHECKPOINTS_OF_MORE_VALUES, str(tmp_path)], capture_output=True, text=True
+    )
+    assert "refused" in result.stderr and "is unreadable" in result.stderr
+    assert "Value in checkpoint could not be found" not in result.stderr
+    assert "unrestored values" not in result.stderr
+
+
 def test_a_corrupt_newest_checkpoint_is_skipped_with_a_warning(trained_run, tmp_path, caplog):
     run = tmp_path / "run"
     shutil.copytree(trained_run[0], run)
