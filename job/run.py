@@ -8,7 +8,7 @@ from job.checkpoints import Checkpoints
 from job.config import ConfigError, TrainConfig
 from job.errors import CheckpointsUnreadable
 from job.gan import Gan, build_gan
-from job.rundir import CLUSTERS, RunDir, data_set_of
+from job.rundir import RunDir, clusters_of, data_set_of
 from serving.model import first_line
 
 
@@ -24,7 +24,9 @@ def load_run(root: Path, step: int | None = None) -> tuple[TrainConfig, dict, Ga
     except (ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"{run.config} is not a valid run configuration: {error}") from error
     data_set = data_set_of(saved)
-    gan = build_gan(config, tuple(data_set["image_shape"]), len(data_set["class_names"]), saved.get(CLUSTERS, 0))
+    gan = build_gan(
+        config, tuple(data_set["image_shape"]), len(data_set["class_names"]), clusters_of(saved, run.config)
+    )
     checkpoints = Checkpoints(run.checkpoints, gan.checkpoint(), keep=config.keep_checkpoints)
     if step is None:
         step = checkpoints.restore_latest()

@@ -210,6 +210,18 @@ def data_set_of(saved: dict) -> dict:
     return saved.get(DATA_SET, mnist)
 
 
+def clusters_of(saved: dict, path: Path) -> int:
+    """How many clusters a self-conditioned run's config.json (`saved`, read from `path`) records; 0 for the others
+    and for runs from before self-conditioning. ConfigError when it records no count."""
+    recorded = saved.get(CLUSTERS, 0)
+    if type(recorded) is not int or recorded < 0:  # bool is an int too
+        raise ConfigError(
+            f"{path} records {CLUSTERS} {json.dumps(recorded)}, expected a whole number of clusters (0: none): "
+            "restore the run's config.json, or --force to start a new run there"
+        )
+    return recorded
+
+
 def classifier_cache_of(model: Path) -> Path:
     """Where `gan-job evaluate` caches the quality classifier for `model` when not told. A run's model (config.json
     beside it): the cache the run recorded, if it is still there (a relative one taken from the folder the run was

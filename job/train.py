@@ -17,7 +17,7 @@ import tensorflow as tf
 from job import signals
 from job.checkpoints import Checkpoints
 from job.clusters import cluster_count, run_clusters
-from job.config import ConfigError, TrainConfig
+from job.config import TrainConfig
 from job.data import ImageData, reference_images, to_unit_range, training_set
 from job.errors import Interrupted, TrainingDiverged
 from job.export import export_onnx, metadata
@@ -27,7 +27,7 @@ from job.models import ARCHITECTURES, conditioning_strength
 from job.outputs import MetricsLog, append_record, save_grid, save_keras_atomically, write_model_summaries
 from job.quality import GanQualityMeter, QualityReport, collapsed, load_or_train_classifier
 from job.report import kept_current
-from job.rundir import CLUSTERS, RunDir, claimed, config_json
+from job.rundir import RunDir, claimed, clusters_of, config_json
 from job.timings import Timings
 from serving.files import atomic_write_text
 from serving.model import cycling_labels
@@ -354,13 +354,7 @@ def _clusters(config: TrainConfig, run: RunDir, images: int, resuming: bool) -> 
     if config.conditional:
         return 0
     if resuming:
-        recorded = (run.saved_config() or {}).get(CLUSTERS, 0)
-        if type(recorded) is not int or recorded < 0:  # bool is an int too
-            raise ConfigError(
-                f"{run.config} records {CLUSTERS} {json.dumps(recorded)}, expected a whole number of clusters (0: "
-                "none): restore the run's config.json, or --force to start a new run there"
-            )
-        return recorded
+        return clusters_of(run.saved_config() or {}, run.config)
     return cluster_count(images, ARCHITECTURES[config.arch].self_conditioning)
 
 
