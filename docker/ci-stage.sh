@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The container stage of CI (.ci/run calls it after the test suite): builds both images from docker/ and runs them for
+# The container stage of CI (.ci/run calls it after the test suite): builds the images of docker/ and runs them for
 # real with a Docker engine (tests/containers/), then prints each image's size, its Python packages as a CycloneDX
 # SBOM summary (the SBOMs go to GAN_CI_REPORTS, default /tmp/gan-ci-reports) and the audit of the locks.
 #
@@ -19,6 +19,13 @@ export DOCKER_BUILDKIT=0 # Debian's docker.io has no buildx plugin; the classic 
 started=$(date +%s)
 
 say() { echo "[container stage] $*"; }
+
+timed() { # timed STEP COMMAND...: run the command, then say how long the step took
+    local step=$1 start=$SECONDS
+    shift
+    "$@"
+    say "$step: $((SECONDS - start)) s"
+}
 
 skip_or_fail() {
     printf '\n%s\n' "######## CONTAINER STAGE NOT RUN: $1 ########"
@@ -73,21 +80,30 @@ fi
 if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     if ! timeout 60 docker pull -q "$BASE_IMAGE" >/dev/null 2>&1; then
         say "$BASE_IMAGE cannot be pulled here: making the stand-in from Debian's packages"
-        bash docker/standin-base.sh "$BASE_IMAGE"
+        timed "stand-in base" bash docker/standin-base.sh "$BASE_IMAGE"
     fi
 fi
 
-say "building mnist-gan-serve and mnist-gan-train (TF_VARIANT=cpu)"
-docker build -q --network host -f docker/serve.Dockerfile -t mnist-gan-serve:latest . >/dev/null
-docker build -q --network host --build-arg TF_VARIANT=cpu -f docker/train.Dockerfile -t mnist-gan-train:latest . >/dev/null
+say "building mnist-gan-serve, mnist-gan-server (over it) and mnist-gan-train (TF_VARIANT=cpu)"
+build() { docker build -q --network host "$@" . >/dev/null; }
+timed "build mnist-gan-serve" build -f docker/serve.Dockerfile -t mnist-gan-serve:latest
+timed "build mnist-gan-server" build -f docker/server.Dockerfile -t mnist-gan-server:latest
+timed "build mnist-gan-train" build --build-arg TF_VARIANT=cpu -f docker/train.Dockerfile -t mnist-gan-train:latest
 
 say "running the images (tests/containers)"
-GAN_CONTAINER_STAGE=1 "$VENV_BIN/python" -m pytest -p no:cacheprovider tests/containers
+GAN_CONTAINER_STAGE=1 timed "container tests" "$VENV_BIN/python" -m pytest -p no:cacheprovider -n 0 --durations=0 \
+    tests/containers
 
 say "image sizes"
 docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E "^(mnist-gan|python:3.11)"
+size() { docker image inspect -f '{{.Size}}' "$1"; }
+say "mnist-gan-server adds $((($(size mnist-gan-server:latest) - $(size mnist-gan-serve:latest)) / 1000000)) MB to mnist-gan-serve"
 mkdir -p "$REPORTS"
-"$VENV_BIN/python" docker/report.py sbom mnist-gan-serve:latest "$REPORTS/mnist-gan-serve.cdx.json"
-"$VENV_BIN/python" docker/report.py sbom mnist-gan-train:latest "$REPORTS/mnist-gan-train-cpu.cdx.json"
-"$VENV_BIN/python" docker/report.py audit docker/locks/*.txt
+sboms_and_audit() {
+    "$VENV_BIN/python" docker/report.py sbom mnist-gan-serve:latest "$REPORTS/mnist-gan-serve.cdx.json"
+    "$VENV_BIN/python" docker/report.py sbom mnist-gan-server:latest "$REPORTS/mnist-gan-server.cdx.json"
+    "$VENV_BIN/python" docker/report.py sbom mnist-gan-train:latest "$REPORTS/mnist-gan-train-cpu.cdx.json"
+    "$VENV_BIN/python" docker/report.py audit docker/locks/*.txt
+}
+timed "SBOMs and audit" sboms_and_audit
 say "done in $(($(date +%s) - started)) s"

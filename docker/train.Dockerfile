@@ -55,5 +55,8 @@ VOLUME ["/runs"]
 
 # Configure with GAN_* variables (GAN_OUT, GAN_STEPS, GAN_DIGIT, GAN_DATA, GAN_ARCH, ...) or with flags after `train`.
 ENV GAN_OUT=/runs/mnist
+# The quality classifier is cached on the volume, once for every run and pod that shares it (the image's user may
+# have no home folder to hold a cache of its own).
+ENV GAN_QUALITY_CACHE=/runs/.quality-cache
 ENTRYPOINT ["/usr/bin/tini", "--", "gan-job"]
 CMD ["train"]

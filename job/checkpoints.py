@@ -4,6 +4,14 @@ The files on disk are the record: `ckpt-N.index` exists only once checkpoint N i
 own bookkeeping file (`checkpoint`) is not needed, so losing or damaging it loses nothing. Each checkpoint is written
 into a private folder first, fsynced (TensorFlow does not), and only then moved into place, data before index, so
 that what is recorded survives a power cut and not only a killed process.
+
+Rotation counts only checkpoints that read back: after each save the newest `keep` of those stay, so a corrupt
+checkpoint above the resume point never pushes a readable one out. What reads back is known without restoring
+everything after every save: a checkpoint this process wrote or restored does, one that restore_latest found
+unreadable does not, and any other is read once with TensorFlow's checkpoint reader (every tensor, whose checksums it
+verifies). A checkpoint known unreadable is removed at the first rotation, that is once this process has written a
+readable one: a resumed run retraces the same steps bit for bit, so the unreadable one holds nothing the run still
+needs, and left in place it would be warned about at every start until the run passed its step.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from job import signals
 from job.errors import CheckpointsUnreadable
 from job.rundir import PREFIX, steps_on_disk
 from serving.files import fsync_directory
@@ -32,6 +41,8 @@ class Checkpoints:
         self.folder = Path(folder)
         self.checkpoint = checkpoint
         self.keep = keep
+        self._readable: set[int] = set()  # steps known to read back: written or restored by this process, or read
+        self._unreadable: dict[int, str] = {}  # steps known not to, and why
         # Restoring creates the checkpoint's save counter, which only save() (not write()) would record: create
         # it now so that every checkpoint holds it and a restore matches every object.
         _ = checkpoint.save_counter
@@ -57,6 +68,7 @@ class Checkpoints:
             files = sorted(partial.iterdir(), key=lambda path: path.suffix == ".index")  # the index last
             for path in files:
                 _fsync(path)
+            self._remove(step)  # an unreadable one of the same step: its index must never meet the new data
             for path in files:
                 os.replace(path, self.folder / path.name)
             fsync_directory(self.folder)
@@ -73,13 +85,64 @@ class Checkpoints:
             ) from error
         finally:
             shutil.rmtree(partial, ignore_errors=True)
+        self._unreadable.pop(step, None)
+        self._readable.add(step)
         self._drop_old()
         return self.folder / written.name
 
     def _drop_old(self) -> None:
-        for step in self.steps()[: -self.keep]:
-            for path in self.folder.glob(f"{PREFIX}-{step}.*"):
-                path.unlink(missing_ok=True)
+        """Keep the newest `keep` checkpoints that read back; remove the older ones and those that do not."""
+        steps = self.steps()
+        kept = []
+        for step in reversed(steps):
+            if len(kept) == self.keep:
+                break
+            if self.reads_back(step):
+                kept.append(step)
+        for step in steps:
+            if step in kept:
+                continue
+            if step in self._unreadable:
+                log.warning(
+                    "removing checkpoint %s, which does not read back (%s): the run goes on from step %d",
+                    self.prefix(step),
+                    self._unreadable[step],
+                    max(kept),
+                )
+            self._remove(step)
+            self._readable.discard(step)
+            self._unreadable.pop(step, None)
+
+    def reads_back(self, step: int) -> bool:
+        """Whether checkpoint `step` (on disk) reads back whole: known, or read once with the checkpoint reader."""
+        if step in self._readable:
+            return True
+        if step in self._unreadable:
+            return False
+        try:
+            reader = tf.train.load_checkpoint(str(self.prefix(step)))
+            for name in reader.get_variable_to_shape_map():
+                reader.get_tensor(name)
+        except Exception as error:  # truncated or corrupt files: TensorFlow raises several kinds
+            self._unreadable[step] = first_line(error)
+            return False
+        self._readable.add(step)
+        return True
+
+    def holds(self, step: int) -> bool:
+        """Whether a checkpoint of `step` is on disk that is not known to be unreadable."""
+        return step in self.steps() and step not in self._unreadable
+
+    def newest_readable(self) -> int | None:
+        """The step of the newest checkpoint that reads back, None when none does."""
+        return next((step for step in reversed(self.steps()) if self.reads_back(step)), None)
+
+    def _remove(self, step: int) -> None:
+        """The files of checkpoint `step`, its index first: without it the rest is no checkpoint."""
+        index = self.folder / f"{PREFIX}-{step}.index"
+        index.unlink(missing_ok=True)
+        for path in self.folder.glob(f"{PREFIX}-{step}.*"):
+            path.unlink(missing_ok=True)
 
     def size(self, step: int) -> int:
         """Bytes of the checkpoint of `step` on disk."""
@@ -87,19 +150,24 @@ class Checkpoints:
 
     def restore_latest(self) -> int:
         """Restore the newest checkpoint that reads back whole; returns its step, or 0 when there is none.
-        CheckpointsUnreadable when there are checkpoints and none reads back: they are all left as they are."""
+        CheckpointsUnreadable when there are checkpoints and none reads back: they are all left as they are.
+        Interrupted when a signal comes meanwhile, whatever the restore under way raised: never the next one down."""
         self._remove_partial_writes()
         steps = self.steps()
         reasons = []
         for step in reversed(steps):
+            signals.raise_if_requested()
             try:
                 self.restore_step(step)
             except Exception as error:  # truncated or corrupt files: TensorFlow raises several kinds
+                signals.raise_if_requested()  # a signal the library turned into an error is no corruption
                 reasons.append(first_line(error))
+                self._unreadable[step] = reasons[-1]
                 log.warning(
                     "checkpoint %s is unreadable (%s); trying the one before it", self.prefix(step), reasons[-1]
                 )
                 continue
+            self._readable.add(step)
             return step
         if reasons:
             logging.getLogger("tensorflow").addFilter(_unused_values_noise)

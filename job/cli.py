@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from job import signals
-from job.config import REQUIRED, Option, TrainConfig, default_of, flag_of, option_type, options
+from job.config import MAX_SAMPLES, REQUIRED, Option, TrainConfig, default_of, flag_of, option_type, options
 from job.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -23,7 +23,9 @@ from job.errors import (
     Interrupted,
 )
 from job.native_logs import filter_native_stderr
+from job.sweep import MAX_VARIATIONS
 from serving.cli import SEED
+from serving.files import OutputPath
 from serving.oneline import OneLineErrors
 
 ENV_PREFIX = "GAN_"
@@ -56,7 +58,9 @@ def _config_option(name: str, declared: Option):
         return _option(flag, type=click.FloatRange(declared.min, declared.max), **kwargs)
     if kind is str:
         return _option(flag, type=str, **kwargs)
-    return _option(flag, type=click.Path(file_okay=not declared.folder, path_type=Path), **kwargs)
+    if declared.folder:  # where the run writes (--out, --quality-cache): never onto another run's state
+        return _option(flag, type=OutputPath(file_okay=False), **kwargs)
+    return _option(flag, type=click.Path(path_type=Path), **kwargs)
 
 
 def train_options(command):
@@ -103,22 +107,26 @@ def _train(config: TrainConfig, force: bool) -> None:
 
 def _run(work) -> None:
     """Run `work`, turning the user's mistakes into one line and exit code 2 instead of a traceback; SIGTERM and
-    SIGINT into exit code 75."""
+    SIGINT into exit code 75, also where a library turned the signal into an error of its own."""
     if importlib.util.find_spec("tensorflow") is None:
         _fail("gan-job needs the training stack: pip install 'mnist-gan[train]'", EXIT_BAD_INPUT)
     try:
         with signals.handled():
             work()
-    except BadInput as error:
-        _fail(str(error), EXIT_BAD_INPUT)
-    except OSError as error:  # an output volume that is read-only, full or gone
-        _fail(_describe(error), EXIT_BAD_INPUT)
     except Interrupted as error:
-        # Keras re-raises an exception from inside a traced call with its own story around the message
+        # The message's own first line, should a library have told its story around it
         lines = [line.strip() for line in str(error).splitlines()]
-        _fail(next((line for line in lines if line.startswith("interrupted")), lines[0]), EXIT_INTERRUPTED)
-    except ExportError as error:
-        _fail(str(error), EXIT_FAILED)
+        _fail(next((line for line in lines if line.startswith("interrupted")), signals.message()), EXIT_INTERRUPTED)
+    except Exception as error:
+        if signals.requested.is_set():  # e.g. a restore or a read cut short by the signal, reported as a failure
+            _fail(signals.message(), EXIT_INTERRUPTED)
+        if isinstance(error, BadInput):
+            _fail(str(error), EXIT_BAD_INPUT)
+        if isinstance(error, OSError):  # an output volume that is read-only, full or gone
+            _fail(_describe(error), EXIT_BAD_INPUT)
+        if isinstance(error, ExportError):
+            _fail(str(error), EXIT_FAILED)
+        raise
 
 
 def _fail(message: str, code: int) -> None:
@@ -165,7 +173,7 @@ def _setup_logging(verbose: bool) -> None:
 )
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputPath(dir_okay=False),
     default=None,
     help="The ONNX file to write [default: RUN/generator.onnx].",
 )
@@ -198,13 +206,15 @@ def _export(run_path: Path, step: int | None, out: Path | None) -> None:
     show_default="the model's data set, when it is a Keras one",
     help="The data the model is measured against (as gan-job train's --data; made to the model's image shape).",
 )
-@click.option("--samples", type=click.IntRange(min=10), default=10_000, show_default=True, help="Samples to measure.")
+@click.option(
+    "--samples", type=click.IntRange(10, MAX_SAMPLES), default=10_000, show_default=True, help="Samples to measure."
+)
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the samples' latents.")
 @_option(
     "--quality-cache",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OutputPath(file_okay=False),
     default=None,
-    show_default="its run's, where config.json sits beside the model; else .quality-cache beside the model",
+    show_default="its run's, where config.json sits beside the model; else as gan-job train's",
     help="Where the quality classifier is cached (once per data set).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -217,10 +227,14 @@ def evaluate(model: Path, data: str | None, samples: int, seed: int, quality_cac
 
 
 def _evaluate(model_path: Path, data: str | None, samples: int, seed: int, cache: Path, as_json: bool) -> None:
-    from job.quality import evaluate_model
-    from serving.model import ModelError
+    from job.memory import check_room_for_samples
+    from serving.model import Generator, ModelError
 
-    try:
+    try:  # refused before TensorFlow loads: a file that is no generator, or more samples than fit
+        generator = Generator(model_path)
+        check_room_for_samples(samples, generator.latent_dim, generator.image_shape, "--samples")
+        from job.quality import evaluate_model
+
         report = evaluate_model(model_path, data, samples, seed, cache)
     except ModelError as error:
         raise click.UsageError(str(error)) from error
@@ -252,9 +266,7 @@ def _evaluate(model_path: Path, data: str | None, samples: int, seed: int, cache
 
 @main.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The page to write (.html)."
-)
+@click.option("--out", type=OutputPath(dir_okay=False), required=True, help="The page to write (.html).")
 def report(runs: tuple[Path, ...], out: Path) -> None:
     """Compare runs on one page: curves overlaid, newest grids side by side, ranked by the final Fréchet distance."""
     _run(lambda: _report(list(runs), out))
@@ -267,11 +279,19 @@ def _report(runs: list[Path], out: Path) -> None:
     click.echo(f"compared {len(runs)} runs in {out}", err=True)
 
 
-@main.command(context_settings={"ignore_unknown_options": True})
+@main.command(
+    context_settings={"ignore_unknown_options": True},
+    help=f"""Train every variation of SWEEP_FILE into OUT/<name>, then compare them and keep the best.
+
+    SWEEP_FILE: YAML (UTF-8) of at most {MAX_VARIATIONS:,} variations. TRAIN_OPTIONS: any option of gan-job train but
+    --force; it overrides the sweep file's shared settings. The same command again resumes the runs that stopped and
+    leaves finished ones alone; --force (or force in the file) is refused: to train a run anew, delete its folder.
+    """,
+)
 @click.argument("sweep_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OutputPath(file_okay=False),
     required=True,
     help="Sweep directory: a run directory per variation, report.html, best/generator.onnx. Same --out resumes.",
 )
@@ -298,17 +318,13 @@ def sweep(
     list_only: bool,
     train_options: tuple[str, ...],
 ) -> None:
-    """Train every variation of SWEEP_FILE into OUT/<name>, then compare them and keep the best.
-
-    TRAIN_OPTIONS: any option of gan-job train; it overrides the sweep file's shared settings.
-    """
     _run(lambda: _sweep(sweep_file, out, parallel, gpus.split(",") if gpus else None, index, list_only, train_options))
 
 
 def _sweep(sweep_file, out, parallel, gpus, index, list_only, train_options) -> None:
     from click.core import ParameterSource
 
-    from job.sweep import SweepError, load_sweep, run_index, run_sweep
+    from job.sweep import SweepError, describe, load_sweep, run_index, run_sweep
 
     given = train.make_context("gan-job train", ["--out", str(out), *train_options])
     overrides = {
@@ -333,6 +349,6 @@ def _sweep(sweep_file, out, parallel, gpus, index, list_only, train_options) -> 
     failed = {name: code for name, code in codes.items() if code != 0}
     if failed:
         _fail(
-            "runs that failed: " + ", ".join(f"{name} (exit code {code})" for name, code in failed.items()),
+            "runs that failed: " + ", ".join(f"{name} ({describe(code)})" for name, code in failed.items()),
             EXIT_BAD_INPUT if set(failed.values()) == {EXIT_BAD_INPUT} else 1,
         )

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
+import numbers
+import os
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 from job.data import MAX_CLASSES, MAX_SIDE, MIN_SIDE, parse_image_size
 from job.errors import ConfigError
-from serving.model import CHANNELS
+from serving.model import CHANNELS, MAX_LATENT_DIM
 
 __all__ = ["ConfigError", "TrainConfig", "options"]
 
@@ -39,7 +42,17 @@ PRESETS: dict[str, Hyperparameters] = {
 ARCH_NAMES = ("mlp", "dcgan")  # job/models.py builds each (a test checks they agree)
 
 SEED_RANGE = (0, 2**32 - 1)  # what numpy and TensorFlow accept as a seed
-QUALITY_CACHE = ".quality-cache"  # the quality classifiers' folder, by default beside the run directory
+# Samples a quality measurement draws at most (training's --quality-samples, gan-job evaluate's --samples): they are
+# held at once, as latents, images and features. FID is commonly measured on 50,000.
+MAX_SAMPLES = 100_000
+
+
+def user_cache() -> Path:
+    """The quality classifiers' default folder, one per user, shared by all their runs, sweeps and evaluations: the
+    XDG base directory specification's cache folder ($XDG_CACHE_HOME when it is an absolute path, else ~/.cache)."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    root = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+    return root / "mnist-gan" / "quality"
 
 
 @dataclass(frozen=True)
@@ -99,7 +112,7 @@ class TrainConfig:
     batch: int = option(
         32, min=1, help="Images per step: half real and half generated for the discriminator, all for the generator."
     )
-    latent_dim: int = option(100, min=1, help="Size of the generator's input.")
+    latent_dim: int = option(100, min=1, max=MAX_LATENT_DIM, help="Size of the generator's input.")
     checkpoint_minutes: float = option(
         5.0,
         min=0,
@@ -135,19 +148,25 @@ class TrainConfig:
         default_text="as the preset: on for default, off for seed",
     )
     quality: bool = option(True, help="Measure sample quality at every checkpoint.", resumable=True)
-    quality_samples: int = option(1000, min=10, help="Samples per quality measurement.", resumable=True)
+    quality_samples: int = option(
+        1000, min=10, max=MAX_SAMPLES, help="Samples per quality measurement.", resumable=True
+    )
     quality_cache: Path | None = option(
         None,
-        help="Where the quality classifier is cached (once per data set).",
-        default_text=f"OUT/../{QUALITY_CACHE}",
+        help="Where the quality classifier is cached (once per data set, shared by every run that names it).",
+        default_text="$XDG_CACHE_HOME/mnist-gan/quality, else ~/.cache/mnist-gan/quality",
         resumable=True,
         folder=True,
     )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "data", str(self.data))  # a path or a data set's name, recorded as given
-        for name, declared in options().items():
-            _check_declared(flag_of(name), declared, getattr(self, name))
+        if isinstance(self.data, os.PathLike):
+            object.__setattr__(self, "data", str(self.data))  # a path or a data set's name, recorded as given
+        for name in options():
+            _check_declared(name, getattr(self, name))
+        for name in ("out", "quality_cache"):  # config.json records paths as text
+            if isinstance(getattr(self, name), str):
+                object.__setattr__(self, name, Path(getattr(self, name)))
         if self.batch % 2:
             raise ConfigError(f"--batch must be even (half real, half generated images), got {self.batch}")
         if self.conditional and self.digit != -1:
@@ -180,7 +199,7 @@ class TrainConfig:
 
     @property
     def classifier_cache(self) -> Path:
-        return self.quality_cache or self.out.parent / QUALITY_CACHE
+        return self.quality_cache or user_cache()
 
     @property
     def hyper(self) -> Hyperparameters:
@@ -196,12 +215,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        """The configuration a run directory's config.json holds."""
-        known = {key: value for key, value in values.items() if key in options()}
-        known["out"] = Path(known["out"])
-        known["data"] = known.get("data") or "mnist"  # runs from before data sets had names: Keras' MNIST
-        known["quality_cache"] = None if known.get("quality_cache") is None else Path(known["quality_cache"])
-        return cls(**known)
+        """The configuration a run directory's config.json holds; ConfigError when it holds none (no `out`), or
+        a value of the wrong type or out of range."""
+        if "out" not in values:
+            raise ConfigError("it records no out")
+        return cls(**_recorded(values))
 
     def differences(self, saved: dict) -> list[str]:
         """The defining fields on which a saved run's config.json disagrees with this one."""
@@ -217,6 +235,21 @@ class TrainConfig:
             for key in mine
             if key not in resumable and saved.get(key) != mine[key]
         )
+
+
+def check_recorded(values: dict) -> None:
+    """ConfigError naming the first option a run's config.json records with the wrong type or out of range. Options
+    it does not record are fine: a run from before they existed ran on their defaults."""
+    for name, value in _recorded(values).items():
+        _check_declared(name, value)
+
+
+def _recorded(values: dict) -> dict:
+    """The training options among a config.json's values."""
+    known = {key: value for key, value in values.items() if key in options()}
+    if "data" in known:
+        known["data"] = known["data"] or "mnist"  # runs from before data sets had names: Keras' MNIST
+    return known
 
 
 def size_text(size: tuple[int, int]) -> str:
@@ -235,6 +268,11 @@ def option_type(name: str) -> type:
     return next((arg for arg in typing.get_args(hint) if arg is not type(None)), hint)
 
 
+def _optional(name: str) -> bool:
+    """Whether a field may be None ("as the data", "as the preset")."""
+    return type(None) in typing.get_args(typing.get_type_hints(TrainConfig)[name])
+
+
 REQUIRED = dataclasses.MISSING  # the default of an option that has none
 
 
@@ -248,9 +286,14 @@ def flag_of(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _check_declared(flag: str, declared: Option, value) -> None:
-    if value is None:  # "as the data" or "as the preset"
+def _check_declared(name: str, value) -> None:
+    """ConfigError when a field's value is not of its type, not among its choices or out of its range."""
+    declared, flag = options()[name], flag_of(name)
+    if value is None and _optional(name):
         return
+    kind = option_type(name)
+    if not _of_type(value, kind):
+        raise ConfigError(f"{flag} must be {KINDS[kind]}, got {_shown(value)}")
     if declared.choices and value not in declared.choices:
         raise ConfigError(f"{flag} must be one of {', '.join(declared.choices)}, got {value!r}")
     if declared.min is not None and value < declared.min:
@@ -259,7 +302,30 @@ def _check_declared(flag: str, declared: Option, value) -> None:
         raise ConfigError(f"{flag} must be {_range_text(declared)}, got {value}")
 
 
+KINDS = {int: "a whole number", float: "a number", str: "text", bool: "true or false", Path: "a path"}
+
+
+def _of_type(value, kind: type) -> bool:
+    if kind is bool or isinstance(value, bool):  # JSON's true is no number, nor 1 a switch
+        return kind is bool and isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, numbers.Integral)
+    if kind is float:
+        return isinstance(value, numbers.Real) and not math.isnan(value)
+    if kind is Path:
+        return isinstance(value, str | os.PathLike)
+    return isinstance(value, kind)
+
+
+def _shown(value, limit: int = 40) -> str:
+    """A value for a one-line message: repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _range_text(declared: Option) -> str:
+    if declared.max is not None and declared.min == 1:
+        return f"positive, at most {declared.max}"
     if declared.max is not None:
         return f"in {declared.min}..{declared.max}"
     return "positive" if declared.min == 1 else f"at least {declared.min}"

@@ -11,6 +11,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import math
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +22,12 @@ from PIL import Image, UnidentifiedImageError
 
 from job.errors import DataError
 from job.memory import check_room_for_images
-from serving.model import CHANNELS, MAX_CLASSES, MNIST_CLASSES, named_class
+from serving.model import CHANNELS, MAX_CLASSES, MAX_SIDE, MNIST_CLASSES, first_line, named_class
 
 log = logging.getLogger(__name__)
 
 MIN_REFERENCE_IMAGES = 10  # fewer give no usable covariance for the Fréchet distance
 MIN_SIDE = 8  # pixels: smaller images leave nothing for two strided convolutions (or a classifier) to see
-MAX_SIDE = 1024  # pixels: --image-size beyond would make a few hundred images fill the memory while they are read
 IDX_MAGIC = {3: 0x00000803, 1: 0x00000801}  # unsigned bytes, with 3 dimensions (images) or 1 (labels)
 IDX_NAMES = {
     "x_train": "train-images-idx3-ubyte",
@@ -266,10 +267,14 @@ def _read_image_folder(
     groups = [_images_in(p) for p in class_folders] if class_folders else [loose]
     if not any(groups):
         raise DataError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}) nor IDX files")
-    channels = channels or _channels_of(groups)
-    check_room_for_images(sum(map(len, groups)), (*(image_size or _first_size(groups)), channels))
-    images = [_read_image(path, image_size, channels) for group in groups for path in group]
-    _check_same_size(images, [path for group in groups for path in group])
+    paths = [path for group in groups for path in group]
+    headers = [_header(path) for path in paths]  # every image's size and mode, before any is decoded
+    channels = channels or (1 if all(mode in GREY_MODES for _, mode in headers) else 3)
+    if image_size is None:
+        _check_same_size([size for size, _ in headers], paths)
+        _check_sides(headers[0][0], str(folder))
+    check_room_for_images(len(paths), (*(image_size or headers[0][0]), channels))
+    images = [_read_image(path, image_size, channels) for path in paths]
     arrays = {"x_train": np.stack(images)}
     if class_folders:
         arrays["y_train"] = np.repeat(np.arange(len(groups)), [len(group) for group in groups])
@@ -283,26 +288,26 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
-def _channels_of(groups: list[list[Path]]) -> int:
-    """1 when every image is grey, else 3 (reads only the headers)."""
-    for path in (path for group in groups for path in group):
-        try:
-            with Image.open(path) as image:
-                if image.mode not in GREY_MODES:
-                    return 3
-        except (OSError, UnidentifiedImageError) as error:
-            raise DataError(f"cannot read image {path}: {error}") from error
-    return 1
-
-
-def _first_size(groups: list[list[Path]]) -> tuple[int, int]:
-    """(height, width) of the first image, from its header: without --image-size, all must share it."""
-    path = next(path for group in groups for path in group)
+def _header(path: Path) -> tuple[tuple[int, int], str]:
+    """An image's (height, width) and pillow mode, from its header alone; DataError for a file that is no image, or
+    one too large to decode (pillow's decompression bomb limit, MAX_IMAGE_PIXELS)."""
     try:
-        with Image.open(path) as image:
-            return image.height, image.width
-    except (OSError, UnidentifiedImageError) as error:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, in our own words
+            with Image.open(path) as image:
+                size, mode = (image.height, image.width), image.mode
+    except Image.DecompressionBombError as error:  # beyond twice the limit, pillow refuses to open it
+        raise DataError(
+            f"cannot read image {path}: too large to decode ({first_line(error)}): make it smaller"
+        ) from error
+    except (OSError, UnidentifiedImageError, ValueError) as error:
         raise DataError(f"cannot read image {path}: {error}") from error
+    if math.prod(size) > Image.MAX_IMAGE_PIXELS:
+        raise DataError(
+            f"cannot read image {path}: {size[0]}x{size[1]} pixels, more than the {Image.MAX_IMAGE_PIXELS:,} an "
+            "image may have: make it smaller"
+        )
+    return size, mode
 
 
 def _read_image(path: Path, image_size: tuple[int, int] | None, channels: int) -> np.ndarray:
@@ -328,13 +333,14 @@ def _eight_bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.rint(pixels / 257).clip(0, 255).astype(np.uint8), "L")  # 65535 / 257 = 255
 
 
-def _check_same_size(images: list[np.ndarray], paths: list[Path]) -> None:
-    first = images[0].shape[:2]
-    for image, path in zip(images, paths, strict=True):
-        if image.shape[:2] != first:
+def _check_same_size(sizes: list[tuple[int, int]], paths: list[Path]) -> None:
+    """Without --image-size, every image of a folder must have the first one's (height, width)."""
+    first = sizes[0]
+    for size, path in zip(sizes, paths, strict=True):
+        if size != first:
             raise DataError(
                 f"images of different sizes ({paths[0].name} {first[0]}x{first[1]}, {path.name} "
-                f"{image.shape[0]}x{image.shape[1]}): pass --image-size HxW to resize them all"
+                f"{size[0]}x{size[1]}): pass --image-size HxW to resize them all"
             )
 
 
@@ -401,9 +407,20 @@ def _check_images(x: np.ndarray, what: str) -> None:
             f"{what} must be uint8 images of shape (N, height, width) or (N, height, width, 1 or 3), "
             f"got {x.dtype} {x.shape}"
         )
-    if min(x.shape[1:3]) < MIN_SIDE:
+    _check_sides(x.shape[1:3], what)
+
+
+def _check_sides(size: tuple[int, int], what: str) -> None:
+    """Refuse images of (height, width) smaller than MIN_SIDE or larger than MAX_SIDE on a side."""
+    height, width = size
+    if min(size) < MIN_SIDE:
         raise DataError(
-            f"{what}: images of {x.shape[1]}x{x.shape[2]} are too small, at least {MIN_SIDE}x{MIN_SIDE} "
+            f"{what}: images of {height}x{width} are too small, at least {MIN_SIDE}x{MIN_SIDE} "
+            "(--image-size resizes them)"
+        )
+    if max(size) > MAX_SIDE:
+        raise DataError(
+            f"{what}: images of {height}x{width} are too large, at most {MAX_SIDE}x{MAX_SIDE} "
             "(--image-size resizes them)"
         )
 

@@ -28,8 +28,9 @@ class CheckpointsUnreadable(BadInput):
     """A run's checkpoints exist, but none reads back; they are left as they are."""
 
 
-class Interrupted(Exception):
-    """Stopped by SIGTERM or SIGINT; nothing half-written is left, and the same command resumes."""
+class Interrupted(BaseException):
+    """Stopped by SIGTERM or SIGINT; nothing half-written is left, and the same command resumes. A BaseException, as
+    KeyboardInterrupt is: code that catches every error (`except Exception`) to try something else must let it pass."""
 
 
 class ExportError(RuntimeError):

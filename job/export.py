@@ -12,9 +12,10 @@ import numpy as np
 import onnx
 import tensorflow as tf
 
-from job import __version__
+from job import __version__, signals
 from job.config import TrainConfig
 from job.errors import ExportError
+from serving import triton
 from serving.files import atomic_write_bytes
 from serving.model import (
     BATCH_DIM,
@@ -61,8 +62,10 @@ def export_onnx(generator: keras.Model, path: Path, metadata: dict[str, object])
     difference = _compare_with_keras(generator, data, latent_dim, conditional)
     if not difference <= TOLERANCE:
         raise ExportError(f"ONNX output differs from Keras' by {difference:.2e} (> {TOLERANCE:g}); nothing written")
+    signals.raise_if_requested()  # a signal that tf2onnx or onnxruntime swallowed: nothing written after it
     atomic_write_bytes(path, data)
     log.info("exported %s (max abs difference to Keras %.1e)", path, difference)
+    triton.write_beside(path)  # a run's generator.onnx: RUN/triton/generator, the Triton model repository
     return difference
 
 

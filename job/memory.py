@@ -1,6 +1,10 @@
 """Whether a run fits in this machine's memory, checked before it trains: a run that does not fit is killed by the
 kernel (exit 137, no message), so it is refused in one line instead. Twice: before images are read or resized (their
-uint8 arrays, TensorFlow-free), then before the first step (the networks).
+uint8 arrays, TensorFlow-free), then before the first step (the networks). A quality measurement is checked the same
+way, before anything loads TensorFlow (check_room_for_samples: the samples it holds at once).
+
+The memory available is the least of the kernel's MemAvailable and what a container's limit leaves (cgroup v2's
+memory.max, or v1's memory.limit_in_bytes), the page cache the kernel would reclaim first not counted as used.
 
 The networks' estimate is a lower bound of what training holds at once, on the CPU: the training set twice (the
 uint8 array and TensorFlow's copy of it, resident for the whole run), every network variable with its gradient and
@@ -22,8 +26,16 @@ if TYPE_CHECKING:
     import keras
 
 FLOAT = 4  # bytes of a float32
-MEMINFO = Path("/proc/meminfo")
-CGROUP = Path("/sys/fs/cgroup")  # a container's limit (cgroup v2): what a pod's memory limit sets
+FEATURES = 128  # values of the quality classifier's feature layer (job/quality.py build_classifier), per sample
+ROOT = Path("/")  # where /proc and /sys are; tests point it at a folder of their own
+MEMINFO = "proc/meminfo"
+OWN_CGROUPS = "proc/self/cgroup"  # this process's cgroup in each hierarchy
+CGROUP = "sys/fs/cgroup"  # cgroup v2's single hierarchy: what a pod's memory limit sets
+CGROUP_V1 = "sys/fs/cgroup/memory"  # cgroup v1's memory controller
+# (limit file, usage file, memory.stat's reclaimable page cache, the limit's "no limit") per cgroup version
+V2 = ("memory.max", "memory.current", "inactive_file", "max")
+V1 = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file", None)
+V1_UNLIMITED = 2**62  # v1 says "no limit" with a huge number: 9223372036854771712 (2**63 - 1, page-rounded)
 
 
 def training_bytes(generator: keras.Model, discriminator: keras.Model, images: np.ndarray, batch: int) -> dict:
@@ -46,23 +58,65 @@ def layer_outputs(model: keras.Model) -> int:
     return total
 
 
-def available_bytes() -> int | None:
-    """Memory this process may still use: the kernel's MemAvailable, or less under a container's limit; None where
-    neither can be read."""
-    candidates = []
+def available_bytes(root: Path | None = None) -> int | None:
+    """Memory this process may still use: the kernel's MemAvailable, or less under a container's limit (cgroup v2
+    or v1); None where neither can be read. `root`: where /proc and /sys are (ROOT)."""
+    root = root or ROOT
+    candidates = [_mem_available(root)]
+    for version, mount in ((V2, root / CGROUP), (V1, root / CGROUP_V1)):
+        candidates += [_cgroup_room(folder, *version) for folder in _cgroup_folders(root, mount, version is V2)]
+    known = [candidate for candidate in candidates if candidate is not None]
+    return max(0, min(known)) if known else None
+
+
+def _mem_available(root: Path) -> int | None:
     try:
-        for line in MEMINFO.read_text().splitlines():
+        for line in (root / MEMINFO).read_text().splitlines():
             if line.startswith("MemAvailable:"):
-                candidates.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
         pass
+    return None
+
+
+def _cgroup_folders(root: Path, mount: Path, v2: bool) -> list[Path]:
+    """Where this process's memory limit may be: the hierarchy's mount (a container's own cgroup, as it sees it) and,
+    where the host's hierarchy is visible, the folder of the cgroup /proc/self/cgroup names."""
+    folders = [mount]
     try:
-        limit = (CGROUP / "memory.max").read_text().strip()
-        if limit != "max":
-            candidates.append(int(limit) - int((CGROUP / "memory.current").read_text()))
+        lines = (root / OWN_CGROUPS).read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        number, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        ours = controllers == "" and number == "0" if v2 else "memory" in controllers.split(",")
+        if ours and path.strip("/") and (mount / path.strip("/")).is_dir():
+            folders.append(mount / path.strip("/"))
+    return folders
+
+
+def _cgroup_room(folder: Path, limit_file: str, usage_file: str, cache_key: str, unlimited: str | None) -> int | None:
+    """What a cgroup's limit leaves: limit - (usage - reclaimable page cache); None without a limit."""
+    try:
+        limit = (folder / limit_file).read_text().strip()
+        if limit == unlimited or int(limit) >= V1_UNLIMITED:
+            return None
+        used = int((folder / usage_file).read_text())
+    except (OSError, ValueError):
+        return None
+    return int(limit) - used + _stat(folder, cache_key)
+
+
+def _stat(folder: Path, key: str) -> int:
+    """A value of a cgroup's memory.stat; 0 where it cannot be read."""
+    try:
+        for line in (folder / "memory.stat").read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
     except (OSError, ValueError):
         pass
-    return min(candidates) if candidates else None
+    return 0
 
 
 def check_fits(generator: keras.Model, discriminator: keras.Model, images: np.ndarray, batch: int) -> None:
@@ -79,6 +133,20 @@ def check_room_for_images(count: int, shape: tuple[int, ...]) -> None:
         f"reading {count} images of {_shape(shape)}",
         {"images": 2 * count * math.prod(shape)},
         "a smaller --image-size or fewer images",
+    )
+
+
+def check_room_for_samples(count: int, latent_dim: int, shape: tuple[int, ...], option: str) -> None:
+    """ConfigError when a quality measurement of `count` samples of `shape` would not fit: it holds their latents,
+    the images drawn from them (as drawn, and as the classifier takes them) and their features at once."""
+    _refuse_beyond(
+        f"measuring {count} samples of {_shape(shape)}",
+        {
+            "latents": count * latent_dim * FLOAT,
+            "images": 2 * count * math.prod(shape) * FLOAT,
+            "features": count * FEATURES * FLOAT,
+        },
+        f"fewer {option}",
     )
 
 

@@ -112,6 +112,7 @@ def _load_cached(path: Path) -> keras.Model | None:
     try:
         classifier = keras.models.load_model(path)
     except Exception as error:  # Keras raises many types for a truncated or foreign file
+        signals.raise_if_requested()  # a signal Keras turned into an error of its own: the file may be fine
         log.warning("quality: the cached classifier %s is unreadable (%s); training it again", path, error)
         return None
     log.info("quality: using the cached classifier %s", path)

@@ -3,6 +3,12 @@
 Everything comes from the run directory (config.json, metrics.jsonl, samples/), so a page can be rebuilt at any time
 and `gan-job report` works on any run. Charts are plotly figures; plotly.js (about 4.8 MB) and the sample grids (as
 data URIs) are embedded, so the page works offline and wherever the file is copied.
+
+A run is read once, by `read_run`, which checks everything a page shows: a damaged run (config.json unreadable or
+not a run's, metrics.jsonl unreadable) is one with a `problem`, which a comparison leaves out, saying so; metrics
+lines and values of the wrong kind, and sample grids that do not read back whole, are skipped. Whatever names the
+page embeds (runs, classes, settings) is escaped: by autoescape in the markup, as JSON made safe for `<script>`
+blocks (`tojson`) in the charts' data.
 """
 
 from __future__ import annotations
@@ -10,8 +16,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
+import io
 import json
 import logging
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -20,12 +28,14 @@ from pathlib import Path
 import jinja2
 import markupsafe
 import plotly.io as pio
+from PIL import Image, UnidentifiedImageError
 from plotly.offline import get_plotlyjs
 
+from job.errors import ConfigError
 from job.quality import COVERED, collapsed
-from job.rundir import RunDir, data_set_of
+from job.rundir import RunDir, data_set_of, reason
 from job.timings import duration
-from serving.files import atomic_write_text
+from serving.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +63,24 @@ RUN_CHARTS = [
     ["d_accuracy"],
     ["steps_per_s"],
 ]
+# What the pages read of a metrics line besides its step: a number each (the curves, and the training time)...
+NUMBERS = {*CURVES, "elapsed_s"}
+SHARES = "class_shares"  # ... and a list of numbers, a class's share each
+MAX_GRID_BYTES = 16_000_000  # a sample grid is some kilobytes: a larger file in samples/ is not one to embed
 
 
 @dataclass
 class Run:
-    """What a run directory holds, read tolerantly: metrics lines it does not know are skipped."""
+    """What a run directory holds, as `read_run` checked it."""
 
     root: Path
     config: dict
-    metrics: list[dict]  # the lines with a step, in order
+    metrics: list[dict]  # the progress lines, in order: a step each, and of the values the pages show, those valid
     timings: dict | None = None  # the newest line with a `timings` key, when the run has one
     samples: list[tuple[int, Path]] = field(default_factory=list)  # (step, grid) from the fixed latents
     reals: Path | None = None
+    images: dict[Path, markupsafe.Markup] = field(default_factory=dict)  # each grid above as a data URI
+    problem: str | None = None  # why the run cannot be shown (then it holds nothing else)
 
     @property
     def name(self) -> str:
@@ -94,27 +110,69 @@ class Run:
 
 
 def read_run(root: Path) -> Run:
+    """The run in `root`, checked (see the module's description). It never raises for a damaged run: its `problem`
+    says what is wrong."""
     run_dir = RunDir(root)
     try:
-        config = json.loads(run_dir.config.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        config = {}
+        config = run_dir.recorded_config()
+        if config is None:
+            raise ConfigError(f"{root} is not a run directory: it has no config.json")
+        records = run_dir.records()
+    except ConfigError as error:
+        return Run(Path(root), {}, [], problem=str(error))
     metrics, timings = [], None
-    if run_dir.metrics.exists():
-        for text in run_dir.metrics.read_text(encoding="utf-8").splitlines():
-            try:
-                line = json.loads(text)
-            except ValueError:  # a line torn by a kill
-                continue
-            if not isinstance(line, dict):
-                continue
-            if isinstance(line.get("timings"), dict):
-                timings = line["timings"]
-            elif isinstance(line.get("step"), int):
-                metrics.append(line)
-    samples = sorted((int(path.stem.split("_")[1]), path) for path in run_dir.samples.glob("step_*.png"))
+    for record in records:
+        if isinstance(record.get("timings"), dict):
+            timings = record["timings"]
+        elif _is_step(record.get("step")):
+            metrics.append(_progress_line(record))
     reals = run_dir.samples / "reals.png"
-    return Run(Path(root), config, metrics, timings, samples, reals if reals.exists() else None)
+    grids = [*run_dir.sample_grids(), (None, reals)]
+    images = {path: uri for _, path in grids if (uri := _grid_uri(path)) is not None}
+    samples = [(step, path) for step, path in grids if step is not None and path in images]
+    return Run(Path(root), config, metrics, timings, samples, reals if reals in images else None, images)
+
+
+def _is_step(value: object) -> bool:
+    return type(value) is int and value >= 0  # bool is an int too
+
+
+def _is_number(value: object) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def _progress_line(record: dict) -> dict:
+    """A metrics line with its step and, of the values the pages show, those of their kind (a finite number, or a
+    list of them): a NaN or a string where a number belongs is left out, as if it had not been measured."""
+    line = {key: value for key, value in record.items() if key in NUMBERS and _is_number(value)}
+    shares = record.get(SHARES)
+    if isinstance(shares, list) and shares and all(map(_is_number, shares)):
+        line[SHARES] = shares
+    return {"step": record["step"]} | line
+
+
+def _grid_uri(path: Path) -> markupsafe.Markup | None:
+    """A sample grid as a data URI, once it reads back whole as a PNG; None where there is none, or it does not
+    (truncated, unreadable, not a PNG): said in a warning."""
+    try:
+        if not path.is_file():
+            return None
+        if path.stat().st_size > MAX_GRID_BYTES:
+            raise ValueError(f"{path.stat().st_size:,} bytes, not a sample grid")
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
+            image.verify()  # every chunk there, with its checksum: a truncated file fails
+    except Exception as error:  # pillow raises many types for a damaged file; OSError for an unreadable one
+        log.warning("leaving out %s: it does not read back whole (%s)", path, _why(error))
+        return None
+    # Markup: base64 needs no HTML escaping, and escaping a megabyte of it at every checkpoint is not free.
+    return markupsafe.Markup("data:image/png;base64," + base64.b64encode(data).decode("ascii"))
+
+
+def _why(error: Exception) -> str:
+    if isinstance(error, UnidentifiedImageError):
+        return "not a PNG file"
+    return reason(error) if isinstance(error, OSError | ValueError) else f"{type(error).__name__}: {error}"
 
 
 def ranked(runs: list[Run]) -> list[Run]:
@@ -134,9 +192,12 @@ def ranked(runs: list[Run]) -> list[Run]:
 
 
 def write_run_report(root: Path, status: str, device: str | None = None) -> Path:
-    """Write ROOT/report.html atomically, from what the run directory holds now."""
+    """Write ROOT/report.html atomically, from what the run directory holds now; ConfigError for a damaged run."""
+    run = read_run(root)
+    if run.problem:
+        raise ConfigError(run.problem)
     path = Path(root) / REPORT_NAME
-    atomic_write_text(path, render_run(read_run(root), status, device))
+    _write_page(path, render_run(run, status, device))
     return path
 
 
@@ -166,8 +227,29 @@ def kept_current(root: Path, device: str, interrupted: type[BaseException]) -> I
 
 
 def write_comparison(roots: list[Path], out: Path) -> Path:
-    atomic_write_text(out, render_comparison([read_run(root) for root in roots]))
+    """Write the page comparing the runs in `roots` to `out`, atomically. A damaged run is left out with a warning
+    that names it and its problem; ConfigError when none can be compared."""
+    runs = comparable([read_run(root) for root in roots])
+    _write_page(out, render_comparison(runs))
     return out
+
+
+def _write_page(path: Path, page: str) -> None:
+    # A name from the file system (or a JSON escape) may hold a byte that is not UTF-8, as a lone surrogate: the page
+    # shows it as its escape, \udcff.
+    atomic_write_bytes(path, page.encode("utf-8", "backslashreplace"))
+
+
+def comparable(runs: list[Run]) -> list[Run]:
+    """The runs without a problem; a warning for each of the others. ConfigError, naming every problem, when there
+    is none."""
+    good = [run for run in runs if not run.problem]
+    if not good:
+        raise ConfigError("no run to compare: " + "; ".join(run.problem for run in runs))
+    for run in runs:
+        if run.problem:
+            log.warning("leaving %s out of the comparison: %s", run.root, run.problem)
+    return good
 
 
 def render_run(run: Run, status: str, device: str | None = None) -> str:
@@ -186,7 +268,7 @@ def render_run(run: Run, status: str, device: str | None = None) -> str:
         eta=duration(eta) if eta is not None else None,
         elapsed=duration(last["elapsed_s"]) if "elapsed_s" in last else None,
         charts=charts,
-        images={path: _data_uri(path) for path in _images(run)},
+        images=run.images,
         config=_flat(run.config),
         timings=_flat(run.timings) if run.timings else None,
         # Whether the last measurement says a class is drawn as a few images, late enough in the run to mean it.
@@ -198,7 +280,7 @@ def render_run(run: Run, status: str, device: str | None = None) -> str:
 
 def render_comparison(runs: list[Run]) -> str:
     charts = [_comparison_chart(runs, key) for key in CURVES if any(run.series(key)[0] for run in runs)]
-    configs = {run.name: _flat(run.config) for run in runs}
+    configs = {run.root: _flat(run.config) for run in runs}  # by folder: two runs may share a name
     keys = sorted({key for config in configs.values() for key in config} - {"out"})
     differing = [key for key in keys if len({json.dumps(config.get(key)) for config in configs.values()}) > 1]
     # The ranking shows the differences that change a result, not where a run's files live.
@@ -207,7 +289,7 @@ def render_comparison(runs: list[Run]) -> str:
         runs=runs,
         ranking=ranked(runs),
         charts=charts,
-        images={path: _data_uri(path) for run in runs for path in _images(run)[-1:]},
+        images={path: run.images[path] for run in runs for path in _images(run)[-1:]},
         configs=configs,
         keys=differing + [key for key in keys if key not in differing],
         differing=set(differing),
@@ -288,19 +370,18 @@ def _images(run: Run) -> list[Path]:
     return ([run.reals] if run.reals else []) + [path for _, path in run.samples]
 
 
-def _data_uri(path: Path) -> markupsafe.Markup:
-    # Markup: base64 needs no HTML escaping, and escaping a megabyte of it at every checkpoint is not free.
-    return markupsafe.Markup("data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii"))
-
-
-def _flat(values: dict, prefix: str = "") -> dict:
+def _flat(values: dict) -> dict:
     """Nested settings as one level: {"hyperparameters": {"beta_1": 0.5}} -> {"hyperparameters.beta_1": 0.5}."""
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat |= _flat(value, f"{prefix}{key}.")
-        else:
+    flat, stack = {}, [("", iter(values.items()))]
+    while stack:  # depth first, in order
+        prefix, items = stack[-1]
+        for key, value in items:
+            if isinstance(value, dict):
+                stack.append((f"{prefix}{key}.", iter(value.items())))
+                break
             flat[f"{prefix}{key}"] = value
+        else:
+            stack.pop()
     return flat
 
 
@@ -328,8 +409,10 @@ def _environment() -> jinja2.Environment:
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("job", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
     )
-    # JSON inside <script> must not close the tag early.
-    environment.filters["script_json"] = lambda value: markupsafe.Markup(json.dumps(value).replace("</", "<\\/"))
+    # `tojson` writes JSON for <script> blocks: <, >, & and ' as \u escapes (so "</script>" or "<!--<script>" in a
+    # name can neither end the block nor change how the HTML parser reads it), every non-ASCII character too
+    # (U+2028 and U+2029 included); NaN, which JSON.parse refuses, is an error rather than a dead page.
+    environment.policies["json.dumps_kwargs"] = {"allow_nan": False}
     return environment
 
 

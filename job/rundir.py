@@ -17,9 +17,11 @@ from pathlib import Path
 
 import filelock
 
-from job.config import QUALITY_CACHE, ConfigError, TrainConfig
-from job.data import KERAS_SETS, ImageData, class_mask, load_data, reference_set
-from serving.model import class_listing
+from job.config import ConfigError, TrainConfig, check_recorded, user_cache
+from job.data import KERAS_SETS, MIN_SIDE, ImageData, class_mask, load_data, reference_set
+from job.memory import check_room_for_samples
+from serving.files import CHECKPOINTS_FOLDER, CLUSTERS_FILE, CONFIG_FILE, LOCK_FILE, METRICS_FILE
+from serving.model import CHANNELS, MAX_CLASSES, MAX_SIDE, class_listing, first_line
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,8 @@ DATA_SET = "data_set"  # and what it is: its name, image shape and class names
 CLUSTERS = "clusters"  # and, self-conditioned, how many clusters its images were cut into (job/clusters.py)
 PREFIX = "ckpt"  # checkpoint N is checkpoints/ckpt-N.index and its data files
 INDEX = re.compile(rf"^{PREFIX}-(\d+)\.index$")
+SAMPLE_GRID = "step_{:06d}.png"  # the sample grid of a step, in samples/
+SAMPLE_GRIDS = re.compile(r"^step_(\d+)\.png$")
 
 
 class RunDir:
@@ -36,16 +40,16 @@ class RunDir:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.config = self.root / "config.json"
-        self.lock = self.root / ".lock"
-        self.checkpoints = self.root / "checkpoints"
+        self.config = self.root / CONFIG_FILE
+        self.lock = self.root / LOCK_FILE
+        self.checkpoints = self.root / CHECKPOINTS_FOLDER
         self.samples = self.root / "samples"
-        self.metrics = self.root / "metrics.jsonl"
+        self.metrics = self.root / METRICS_FILE
         self.tensorboard = self.root / "tensorboard"
         self.generator = self.root / "generator.keras"
         self.onnx = self.root / "generator.onnx"
         self.model_txt = self.root / "model.txt"
-        self.clusters = self.root / "clusters.npy"  # a self-conditioned run's cluster of each training image
+        self.clusters = self.root / CLUSTERS_FILE  # a self-conditioned run's cluster of each training image
 
     def outputs(self) -> list[Path]:
         """Everything a run writes besides config.json and the lock."""
@@ -70,19 +74,61 @@ class RunDir:
         return self.generator.exists() or self.onnx.exists()
 
     def sample(self, step: int) -> Path:
-        return self.samples / f"step_{step:06d}.png"
+        return self.samples / SAMPLE_GRID.format(step)
+
+    def sample_grids(self) -> list[tuple[int, Path]]:
+        """(step, grid) of the sample grids on disk, oldest first; none where the folder cannot be listed."""
+        try:
+            names = [path.name for path in self.samples.iterdir()] if self.samples.is_dir() else []
+        except OSError as error:
+            log.warning("cannot list the sample grids in %s (%s)", self.samples, reason(error))
+            return []
+        found = (SAMPLE_GRIDS.match(name) for name in names)
+        return sorted((int(match.group(1)), self.samples / match.group(0)) for match in found if match)
 
     def saved_config(self) -> dict | None:
-        """config.json as the run wrote it, None when there is none; ConfigError when it is not one."""
+        """config.json as the run wrote it, None when there is none; ConfigError when it is not one (recorded_config,
+        and it records where the run lives)."""
+        saved = self.recorded_config()
+        if saved is not None and "out" not in saved:
+            raise ConfigError(f"{self.config} is not a run configuration; --force starts a new run there")
+        return saved
+
+    def recorded_config(self) -> dict | None:
+        """config.json's values, checked to be what a run records: every training option it holds of its type and in
+        its range, its data set and clusters of their shape. None when there is none; ConfigError naming the file
+        and its first problem when it is unreadable, not JSON or not of that shape."""
         try:
-            saved = json.loads(self.config.read_text(encoding="utf-8"))
+            saved = _json(self.config.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as error:
-            raise ConfigError(f"{self.config} is unreadable ({error}); --force starts a new run there") from error
-        if not isinstance(saved, dict) or "out" not in saved:
+            raise ConfigError(
+                f"{self.config} is unreadable ({reason(error)}); --force starts a new run there"
+            ) from error
+        if not isinstance(saved, dict):
             raise ConfigError(f"{self.config} is not a run configuration; --force starts a new run there")
+        try:
+            check_recorded(saved)
+        except ConfigError as error:
+            raise ConfigError(
+                f"{self.config} is not a valid run configuration ({error}); --force starts a new run there"
+            ) from error
+        _check_data_set(saved, self.config)
+        clusters_of(saved, self.config)
         return saved
+
+    def records(self) -> list[dict]:
+        """metrics.jsonl's lines that read back as JSON objects, oldest first: a line torn by a kill, or one that is
+        not an object, is skipped (a resume drops it). [] before the first line; ConfigError when the file cannot be
+        read."""
+        try:
+            text = self.metrics.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        except OSError as error:
+            raise ConfigError(f"{self.metrics} is unreadable ({reason(error)})") from error
+        return [record for record in map(_json_object, text.splitlines()) if record is not None]
 
     def remove_outputs(self) -> None:
         for path in self.outputs():
@@ -93,10 +139,15 @@ class RunDir:
 
 
 def steps_on_disk(folder: Path) -> list[int]:
-    """The steps of the complete checkpoints in `folder` (those with an index file), oldest first."""
+    """The steps of the complete checkpoints in `folder` (those with an index file), oldest first; ConfigError when
+    the folder cannot be listed."""
     if not Path(folder).is_dir():
         return []
-    found = (INDEX.match(path.name) for path in Path(folder).iterdir())
+    try:
+        names = [path.name for path in Path(folder).iterdir()]
+    except OSError as error:
+        raise ConfigError(f"cannot list the checkpoints in {folder} ({reason(error)})") from error
+    found = (INDEX.match(name) for name in names)
     return sorted(int(match.group(1)) for match in found if match)
 
 
@@ -183,6 +234,7 @@ def check_trainable(config: TrainConfig, data: ImageData) -> None:
         raise ConfigError(f"--conditional needs data of two classes or more, {data.name} has {data.num_classes}")
     if config.quality and data.measurable:
         reference_set(data)
+        check_room_for_samples(config.quality_samples, config.latent_dim, data.image_shape, "--quality-samples")
 
 
 def check_same_data(run: RunDir, config: TrainConfig, data: ImageData) -> None:
@@ -210,6 +262,94 @@ def data_set_of(saved: dict) -> dict:
     return saved.get(DATA_SET, mnist)
 
 
+def _check_data_set(saved: dict, path: Path) -> None:
+    """ConfigError unless config.json's data set (where it records one) is what ImageData.description writes, of
+    an image shape and classes a run can train on."""
+    data_set = saved.get(DATA_SET, data_set_of({}))
+    fields = {"": (data_set, isinstance(data_set, dict), "an object")}
+    if isinstance(data_set, dict):
+        fields = {f".{key}": (data_set.get(key), valid(data_set.get(key)), text) for key, (valid, text) in DATA.items()}
+    for key, (value, valid, expected) in fields.items():
+        if not valid:
+            raise ConfigError(
+                f"{path} records {DATA_SET}{key} {_shown(value)}, expected {expected}: restore the run's "
+                "config.json, or --force to start a new run there"
+            )
+    names, digit = data_set["class_names"], saved.get("digit", -1)
+    if (saved.get("conditional") is True and len(names) < 2) or (digit != -1 and digit >= len(names)):
+        raise ConfigError(
+            f"{path} records a run of class {digit} (-1: all), conditional {json.dumps(saved.get('conditional'))}, "
+            f"on data of {len(names)} classes: restore the run's config.json"
+        )
+
+
+def _are_class_names(names: object) -> bool:
+    return isinstance(names, list) and len(names) <= MAX_CLASSES and all(isinstance(name, str) for name in names)
+
+
+def _is_image_shape(shape: object) -> bool:
+    return (
+        isinstance(shape, list)
+        and len(shape) == 3
+        and all(type(side) is int and MIN_SIDE <= side <= MAX_SIDE for side in shape[:2])  # bool is an int too
+        and type(shape[2]) is int
+        and shape[2] in CHANNELS
+    )
+
+
+# What config.json records of its data set (ImageData.description): each field's check, and what it expects.
+DATA = {
+    "name": (lambda name: isinstance(name, str), "text"),
+    "image_shape": (
+        _is_image_shape,
+        f"[height, width, channels]: sides {MIN_SIDE} to {MAX_SIDE}, channels {' or '.join(map(str, CHANNELS))}",
+    ),
+    "class_names": (_are_class_names, f"a list of at most {MAX_CLASSES} names"),
+}
+
+
+MAX_NESTING = 32  # what a run writes nests two levels deep: deeper JSON is no run's, and printing it could recurse
+
+
+def _json(text: str) -> object:
+    """The value JSON text holds; ValueError when it is not JSON, or nests deeper than MAX_NESTING."""
+    try:
+        value = json.loads(text)
+    except RecursionError as error:
+        raise ValueError("JSON nested beyond reason") from error
+    level, depth = [value], 0
+    while level:
+        depth += 1
+        if depth > MAX_NESTING:
+            raise ValueError(f"JSON nested more than {MAX_NESTING} levels deep")
+        level = [item for value in level for item in _children(value)]
+    return value
+
+
+def _children(value: object) -> list:
+    return list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else []
+
+
+def _json_object(text: str) -> dict | None:
+    """A line of JSON as the object it holds; None for anything else (torn, not JSON, nested beyond reason)."""
+    try:
+        value = _json(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    """A recorded value for a one-line message: as JSON, cut short."""
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def reason(error: OSError | ValueError | RecursionError) -> str:
+    """Why a file could not be read, in a few words (an OSError's message repeats the path)."""
+    return getattr(error, "strerror", None) or first_line(error)
+
+
 def clusters_of(saved: dict, path: Path) -> int:
     """How many clusters a self-conditioned run's config.json (`saved`, read from `path`) records; 0 for the others
     and for runs from before self-conditioning. ConfigError when it records no count."""
@@ -225,17 +365,16 @@ def clusters_of(saved: dict, path: Path) -> int:
 def classifier_cache_of(model: Path) -> Path:
     """Where `gan-job evaluate` caches the quality classifier for `model` when not told. A run's model (config.json
     beside it): the cache the run recorded, if it is still there (a relative one taken from the folder the run was
-    started in, which its recorded --out tells); else the run's default, .quality-cache/ beside the run directory,
-    which follows a moved run. A model without its run: .quality-cache/ beside the model."""
+    started in, which its recorded --out tells); else, and for a model without its run, the user's cache."""
     run = RunDir(model.parent.resolve())
     try:
         saved = run.saved_config()
     except ConfigError as error:
         log.warning("%s; taking the model as one without its run", error)
         saved = None
+    default = user_cache()
     if saved is None:
-        return run.root / QUALITY_CACHE
-    default = run.root.parent / QUALITY_CACHE
+        return default
     recorded = _recorded_cache(run.root, saved)
     if recorded is not None and recorded.is_dir():
         return recorded

@@ -12,8 +12,10 @@ Every value is checked by the train command's own option declarations before any
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import itertools
 import logging
+import math
 import os
 import queue
 import re
@@ -22,25 +24,40 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import yaml
 
-from job.outputs import RunDir
-from job.report import Run, ranked, read_run, write_comparison
-from serving.files import atomic_write
+from job.errors import EXIT_INTERRUPTED
+from job.rundir import RunDir
+from serving.files import atomic_write, atomic_write_text
+
+if TYPE_CHECKING:
+    from job.report import Run  # job.report loads Keras: a sweep file is checked without it
 
 log = logging.getLogger(__name__)
 
 SECTIONS = ("settings", "vary", "runs")
 TRAIN = [sys.executable, "-c", "import sys; from job.cli import main; sys.exit(main())", "train"]
+MAX_VARIATIONS = 1000  # a sweep's runs; counted before they are made, so a product of millions is refused at once
+MAX_FILE_BYTES = 1_000_000  # a sweep file is a few lines: anything this large is not one
+FAILED = "failed"  # OUT/failed/<name>: a variation whose last training failed, and how; removed once it finishes
+FORCE_REFUSED = (
+    "a sweep never starts its runs anew: every re-run of it (a retried pod's too) would throw finished work away; "
+    "delete the folders of the runs to train anew, or choose another --out"
+)
 
 
 class SweepError(click.UsageError):
-    """A sweep file (or sweep option) that cannot run; reported before any training starts."""
+    """A sweep file (or sweep option) that cannot run; reported in one line before any training starts."""
+
+    def __init__(self, message: str, ctx: click.Context | None = None) -> None:
+        super().__init__(re.sub(r"\s*\n\s*", " ", message.strip()), ctx)
 
 
 @dataclass(frozen=True)
@@ -63,17 +80,17 @@ class Variation:
 
 def load_sweep(path: Path, command: click.Command, overrides: dict | None = None) -> list[Variation]:
     """The runs a sweep file asks for, each checked by `command` (gan-job train); raises SweepError."""
-    try:
-        spec = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise SweepError(f"cannot read the sweep file {path}: {error}") from error
+    spec = _read(Path(path))
     if not isinstance(spec, dict) or set(spec) - set(SECTIONS):
         raise SweepError(f"{path}: a sweep file is a mapping of {', '.join(SECTIONS)}")
+    if "force" in (overrides or {}):
+        raise SweepError(f"--force: {FORCE_REFUSED}")
     settings = _options(spec.get("settings") or {}, command, "settings")
     vary = _options(spec.get("vary") or {}, command, "vary", lists=True)
     runs = spec.get("runs") or []
     if not isinstance(runs, list):
         raise SweepError("runs: must be a list of variations (mappings of train options)")
+    _check_count(path, vary, runs)
     variations = [dict(zip(vary, values, strict=True)) for values in itertools.product(*vary.values())] if vary else []
     variations += [_options(run, command, f"runs[{index}]") for index, run in enumerate(runs)]
     result = [Variation(_name(variation), settings | (overrides or {}) | variation) for variation in variations or [{}]]
@@ -85,6 +102,46 @@ def load_sweep(path: Path, command: click.Command, overrides: dict | None = None
     for variation in result:
         check(variation, command)
     return result
+
+
+def _read(path: Path) -> object:
+    """The sweep file's YAML; SweepError, in one line, for a file that is no text or no YAML."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        raise SweepError(f"cannot read the sweep file {path}: {error.strerror or error}") from error
+    if len(data) > MAX_FILE_BYTES:
+        raise SweepError(f"{path} is larger than {MAX_FILE_BYTES:,} bytes: not a sweep file")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise SweepError(f"{path} is not a text file (not UTF-8 at byte {error.start})") from error
+    try:
+        return yaml.safe_load(text)
+    except yaml.reader.ReaderError as error:
+        raise SweepError(f"{path} is not a text file (character #x{error.character:04x})") from error
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        place = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        what = ", ".join(part for part in (error.context, error.problem) if part)
+        raise SweepError(f"{path} is not YAML: {what}{place}") from error
+    except RecursionError as error:
+        raise SweepError(f"{path} nests too deeply to be a sweep file") from error
+    except yaml.YAMLError as error:
+        raise SweepError(f"{path} is not YAML: {error}") from error
+
+
+def _check_count(path: Path, vary: dict, runs: list) -> None:
+    """Refuse more than MAX_VARIATIONS variations, counted without making them."""
+    count = (math.prod(len(values) for values in vary.values()) if vary else 0) + len(runs)
+    if count > MAX_VARIATIONS:
+        sizes = " x ".join(f"{len(values)} {key.replace('_', '-')}" for key, values in vary.items())
+        parts = [part for part in (sizes, f"{len(runs)} runs" if runs else "") if part]
+        raise SweepError(
+            f"{path} makes {count:,} variations ({' + '.join(parts)}), more than a sweep's {MAX_VARIATIONS:,}: "
+            "vary fewer settings, or split it into several sweeps"
+        )
 
 
 def check(variation: Variation, command: click.Command) -> None:
@@ -113,6 +170,8 @@ def _options(values: object, command: click.Command, where: str, lists: bool = F
             raise SweepError(f"{where}: {key!r} is not an option of gan-job train")
         if name == "out":
             raise SweepError(f"{where}: the sweep chooses each run's --out (DIR/<name>); leave 'out' out")
+        if name == "force":
+            raise SweepError(f"{where}: {key}: {FORCE_REFUSED}")
         if lists and (not isinstance(value, list) or not value):
             raise SweepError(f"{where}: {key} must be a list of values")
         for item in value if lists else [value]:
@@ -169,17 +228,23 @@ class Trainings:
                 with open(log_path, "ab") if to_log_file else contextlib.nullcontext() as output:
                     # A session of its own: a Ctrl-C on a terminal reaches the sweep only, which passes one SIGTERM on.
                     process = subprocess.Popen(
-                        arguments, stdout=output, stderr=output, env=environment, start_new_session=True
+                        arguments,
+                        stdout=output,
+                        stderr=output,
+                        env=environment,
+                        start_new_session=True,
+                        preexec_fn=_dying_with_this_thread(),
                     )
                 self._processes.add(process)
             log.info("%s: training%s", variation.name, f" on GPU {gpu}" if gpu is not None else "")
-            code = process.wait()
+            code = process.wait()  # this thread lives as long as the training: see _dying_with_this_thread
         finally:
             if gpu is not None:
                 self._gpus.put(gpu)
         with self._lock:
             self._processes.discard(process)
-        log.info("%s: %s", variation.name, "done" if code == 0 else f"exit code {code}")
+        record_outcome(self.out, variation.name, code)
+        log.info("%s: %s", variation.name, "done" if code == 0 else describe(code))
         return code
 
     def stop(self) -> None:
@@ -189,7 +254,49 @@ class Trainings:
                 process.send_signal(signal.SIGTERM)
 
 
-NOT_STARTED = 75  # a variation a stopped sweep did not start: like an interrupted one, the same command resumes it
+NOT_STARTED = EXIT_INTERRUPTED  # a variation a stopped sweep did not start: the same command resumes it
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when the thread that started it ends
+
+
+def _dying_with_this_thread() -> Callable[[], None] | None:
+    """What a training runs before it starts (Popen's preexec_fn), on Linux: SIGTERM it (it checkpoints and exits)
+    when the thread starting it ends, as it does when the sweep is killed, even by SIGKILL, which passes nothing on.
+    Should the sweep die before that is set up, the training ends at once instead of living on as an orphan."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only calls it
+    parent = os.getpid()
+
+    def set_up() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the sweep died before prctl: no signal will come
+            os._exit(EXIT_INTERRUPTED)
+
+    return set_up
+
+
+def describe(code: int) -> str:
+    """A training's exit code in words: `exit code 2`, `killed by SIGKILL`."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
+def record_outcome(out: Path, name: str, code: int) -> None:
+    """OUT/failed/<name> says how a variation's training failed; it goes once the variation finishes. An
+    interrupted training is no failure: the same command (or the Job's next pod) resumes it."""
+    marker = out / FAILED / name
+    if code == 0:
+        marker.unlink(missing_ok=True)
+    elif code != EXIT_INTERRUPTED:
+        atomic_write_text(marker, describe(code) + "\n")
+
+
+def failures(variations: list[Variation], out: Path) -> dict[str, str]:
+    """The variations whose last training failed, and how."""
+    markers = {variation.name: out / FAILED / variation.name for variation in variations}
+    return {name: marker.read_text(encoding="utf-8").strip() for name, marker in markers.items() if marker.is_file()}
 
 
 def run_sweep(
@@ -216,25 +323,31 @@ def run_sweep(
 def run_index(
     variations: list[Variation], index: int, out: Path, command: click.Command, stop: threading.Event | None = None
 ) -> int:
-    """Train variation `index` alone (one pod of an Indexed Job), its output in ours; the last one to finish
-    writes the comparison and best/ (should two finish together, both write the same files, each atomically)."""
+    """Train variation `index` alone (one pod of an Indexed Job), its output in ours. The last pod to end, its run
+    finished or failed, writes the comparison and best/ from the runs that finished (should two end together, both
+    write the same files, each atomically); a pod interrupted is retried, so it leaves that to a later one."""
     out.mkdir(parents=True, exist_ok=True)
     code = Trainings(command, out, stop).run(variations[index], to_log_file=False)
-    if code == 0 and all_finished(variations, out):
+    if code != EXIT_INTERRUPTED and all_ended(variations, out):
         finish_sweep(variations, out)
     return code
 
 
 def finish_sweep(variations: list[Variation], out: Path) -> Run | None:
-    """OUT/report.html comparing the runs so far, and OUT/best/ from the best finished run; returns that run.
+    """OUT/report.html comparing the runs so far, and OUT/best/ from the best finished run; returns that run. The
+    variations that failed are named in the log (and each in OUT/failed/).
 
     Safe to call from several processes at once: each file is written whole under a temporary name and renamed.
     """
-    runs = [
-        read_run(out / variation.name) for variation in variations if (out / variation.name / "config.json").exists()
-    ]
+    from job.report import ranked, write_comparison
+
+    runs = [run for run in (_readable_run(out / variation.name) for variation in variations) if run is not None]
     if runs:
         write_comparison([run.root for run in runs], out / "report.html")
+        log.info("compared %d runs in %s", len(runs), out / "report.html")
+    failed = failures(variations, out)
+    if failed:
+        log.warning("runs that failed: %s", ", ".join(f"{name} ({how})" for name, how in failed.items()))
     finished = [run for run in runs if is_finished(run)]
     if not finished:
         return None
@@ -254,9 +367,30 @@ def finish_sweep(variations: list[Variation], out: Path) -> Run | None:
     return best
 
 
+def _readable_run(root: Path) -> Run | None:
+    """The run in `root`; None when there is none yet, or (said in one line) when it is damaged."""
+    from job.report import read_run
+
+    if not RunDir(root).config.exists():
+        return None
+    run = read_run(root)
+    if run.problem:
+        log.warning("leaving %s out of the comparison: %s", root, run.problem)
+        return None
+    return run
+
+
 def is_finished(run: Run) -> bool:
-    return run.steps is not None and run.step >= run.steps and RunDir(run.root).onnx.exists()
+    return isinstance(run.steps, int) and run.step >= run.steps and RunDir(run.root).onnx.exists()
 
 
-def all_finished(variations: list[Variation], out: Path) -> bool:
-    return all(is_finished(read_run(out / variation.name)) for variation in variations)
+def all_ended(variations: list[Variation], out: Path) -> bool:
+    """Every variation's run finished or failed: nothing is left for a pod to do."""
+    failed = failures(variations, out)
+    ended = (variation.name in failed or _finished(out / variation.name) for variation in variations)
+    return all(ended)
+
+
+def _finished(root: Path) -> bool:
+    run = _readable_run(root)
+    return run is not None and is_finished(run)

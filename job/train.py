@@ -148,6 +148,7 @@ def train_claimed(
             timings.start_up_ends()
         with timings.part("export"):
             save_final_models(gan, config, data, run)
+        signals.work_done()  # the run is finished: a signal now leaves its bookkeeping whole and its report finished
         log.info("timings: %s", timings.summary())
         append_record(run.metrics, {"step": int(gan.step.numpy()), "timings": timings.record()})
     return gan
@@ -156,6 +157,7 @@ def train_claimed(
 def save_final_models(gan: Gan, config: TrainConfig, data: ImageData, run: RunDir) -> None:
     """generator.keras and generator.onnx (the moving average when there is one), each written atomically."""
     step = int(gan.step.numpy())
+    signals.raise_if_requested()  # a signal some library swallowed: no output after it
     save_keras_atomically(gan.sampler, run.generator)
     export_onnx(gan.sampler, run.onnx, metadata(config, data.description(), step, gan.clusters))
     log.info("done: step %d, generator saved to %s and %s", step, run.generator, run.onnx)
@@ -190,10 +192,11 @@ class TrainingLoop:
         try:
             while step < config.steps:
                 if stop.is_set():
-                    if step not in self.checkpoints.steps():
+                    if not self.checkpoints.holds(step):
                         self._checkpoint(step)
                     raise Interrupted(
-                        f"interrupted: checkpoint written at step {step}; run the same command again to resume"
+                        f"interrupted by {signals.received()}: checkpoint written at step {step}; run the same "
+                        "command again to resume"
                     )
                 n = call_length.next(step, config)
                 began = time.perf_counter()
@@ -248,10 +251,10 @@ class TrainingLoop:
 
     def _last_good(self) -> str:
         """Where a run that diverged can go on from, for its message."""
-        kept = self.checkpoints.steps()
-        if not kept:
+        newest = self.checkpoints.newest_readable()
+        if newest is None:
             return "no checkpoint was written before it"
-        return f"the last good checkpoint (step {kept[-1]}) is kept in {self.run.checkpoints}"
+        return f"the last good checkpoint (step {newest}) is kept in {self.run.checkpoints}"
 
     def _checkpoint(self, step: int) -> None:
         with self.timings.part("checkpoints"):

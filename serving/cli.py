@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -16,13 +18,17 @@ from pathlib import Path
 import click
 import numpy as np
 
-from serving.files import atomic_write
+from serving.files import OutputPath, atomic_write
 from serving.images import grid, grid_size, to_uint8
 from serving.model import Generator, ModelError, class_listing, cycling_labels, latent_batches
 from serving.oneline import OneLineErrors
+from serving.triton import CONFIG_FILE, MAX_BATCH_SIZE, MODEL_FILE, VERSION, model_config, model_name, write_repository
 
 MAX_GRID_PIXELS = 100_000_000  # a grid is built whole in memory: 100 megapixels is 100 MB grey, 300 MB RGB
 MAX_FRAMES = 1000  # an interpolation is drawn whole in memory, frame by frame
+MAX_IMAGES = 10_000_000  # -n at most: 7.8 GB of MNIST digits as .npy, or ten million PNG files
+MAX_FRAME_MS = 655_350  # a GIF stores a frame's duration in 16 bits, in hundredths of a second
+CALL_BYTES = 256_000_000  # a model call's latents and images (float32, and their uint8 copy) at most
 SEED = click.IntRange(min=0)  # what numpy's generators accept
 DEFAULT_COUNT = 16  # images generate draws without -n: a 4x4 grid
 ROW_PER_CLASS = 4  # ... but a conditional model's grid without -n: a row of this many for each class
@@ -65,7 +71,7 @@ def main() -> None:
 @click.option(
     "-n",
     "--count",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_IMAGES),
     default=None,
     help=f"How many images [default: {DEFAULT_COUNT}; a conditional model's grid: a row of {ROW_PER_CLASS} for each "
     "class].",
@@ -89,11 +95,12 @@ def main() -> None:
     type=click.IntRange(min=1),
     default=1024,
     show_default=True,
-    help="Images per model call: memory stays flat whatever -n is.",
+    help="Images per model call (fewer where a call would hold more than "
+    f"{CALL_BYTES // 1_000_000} MB): memory stays flat whatever -n is.",
 )
 @click.option(
     "--out",
-    type=click.Path(path_type=Path),
+    type=OutputPath(),
     required=True,
     help="The grid .png, the folder of PNGs, or the .npy file to write.",
 )
@@ -126,6 +133,8 @@ def generate(
         columns = columns or max(1, count // generator.num_classes)
     if output_format == "grid":
         _check_grid_size(generator, count, columns, scale)
+    if output_format == "npy":
+        _check_room_on_disk(out, count * math.prod(generator.image_shape))
     batches = _image_batches(
         generator, seed, count, batch_size, label, row=columns if output_format == "grid" else None
     )
@@ -133,7 +142,7 @@ def generate(
         if output_format == "npy":
             _write_npy(batches, count, out)
         elif output_format == "png":
-            _write_png_folder(batches, out, scale)
+            _write_png_folder(batches, out, scale, count)
         else:
             images = np.concatenate(list(batches))
             with atomic_write(out) as file:
@@ -202,10 +211,16 @@ def _classes_line(generator: Generator) -> str:
 @digit_option
 @class_option
 @click.option("--scale", type=click.IntRange(1, 64), default=2, show_default=True, help="Pixels per model pixel.")
-@click.option("--frame-ms", type=click.IntRange(min=10), default=120, show_default=True, help="GIF frame duration.")
+@click.option(
+    "--frame-ms",
+    type=click.IntRange(10, MAX_FRAME_MS),
+    default=120,
+    show_default=True,
+    help="GIF frame duration (GIF keeps it in hundredths of a second).",
+)
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputPath(dir_okay=False),
     required=True,
     help="A .png (a strip of frames) or a .gif (an animation).",
 )
@@ -286,11 +301,31 @@ def _image_batches(generator: Generator, seed: int, count: int, batch_size: int,
         bar = None
         if count > 10 * batch_size and sys.stderr.isatty():
             bar = stack.enter_context(click.progressbar(length=count, label="generating", file=sys.stderr))
-        for latents in latent_batches(seed, count, generator.latent_dim, batch_size):
+        for latents in latent_batches(seed, count, generator.latent_dim, min(batch_size, images_per_call(generator))):
             yield to_uint8(generator.images(latents, _labels(generator, label, done, len(latents), row)))
             done += len(latents)
             if bar is not None:
                 bar.update(len(latents))
+
+
+def images_per_call(generator: Generator) -> int:
+    """The most images one model call may draw within CALL_BYTES: their latents and images as float32 (the model's
+    output and its scaled copy) and as uint8."""
+    values = math.prod(generator.image_shape)
+    return max(1, CALL_BYTES // ((generator.latent_dim + 2 * values) * 4 + values))
+
+
+def _check_room_on_disk(out: Path, size: int) -> None:
+    """Refuse a file of `size` bytes that the disk it goes to has no room for, before any work is done."""
+    folder = next((parent for parent in [out.parent, *out.parent.parents] if parent.is_dir()), Path.cwd())
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # the write will say what is wrong
+    if size > free:
+        raise BadInput(
+            f"--out {out} would be {size / 1e9:.1f} GB, its disk has {free / 1e9:.1f} GB free: ask for fewer"
+        )
 
 
 def _check_output(out: Path, output_format: str) -> None:
@@ -340,14 +375,16 @@ def _write_npy(batches, count: int, out: Path) -> None:
             file.write(np.ascontiguousarray(images).tobytes())
 
 
-def _write_png_folder(batches, out: Path, scale: int) -> None:
-    # All files go into a hidden folder beside `out`, renamed to `out` only once complete.
+def _write_png_folder(batches, out: Path, scale: int, count: int) -> None:
+    # All files go into a hidden folder beside `out`, renamed to `out` only once complete. Their names sort as
+    # the images do: six digits, more from a million images on.
+    digits = max(6, len(str(count - 1)))
     temporary = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         index = 0
         for images in batches:
             for image in images:
-                grid(image[np.newaxis], scale=scale, padding=0).save(temporary / f"{index:06d}.png")
+                grid(image[np.newaxis], scale=scale, padding=0).save(temporary / f"{index:0{digits}d}.png")
                 index += 1
         if out.exists():
             out.rmdir()  # empty, checked before
@@ -355,3 +392,79 @@ def _write_png_folder(batches, out: Path, scale: int) -> None:
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
+
+
+# ---- the model for other programs: a Triton model repository, and an Open Inference Protocol server ----------------
+
+name_option = click.option(
+    "--name",
+    default=None,
+    help="The model's name: its folder in the repository and its request path (/v2/models/NAME/infer) "
+    "[default: the file's name less .onnx, 'generator' for a run's model].",
+)
+batch_limit_option = click.option(
+    "--max-batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"The most images one request may ask for [default: {MAX_BATCH_SIZE}, fewer for large images].",
+)
+
+
+@main.command()
+@model_option
+@click.option(
+    "--out",
+    type=OutputPath(file_okay=False),
+    required=True,
+    help="The model repository folder: NAME/config.pbtxt and NAME/1/model.onnx are written into it.",
+)
+@name_option
+@batch_limit_option
+def triton(model: Path, out: Path, name: str | None, max_batch_size: int | None) -> None:
+    """Write a Triton model repository for the model, for NVIDIA Triton or KServe's Triton runtime (a run's
+    export writes one into RUN/triton by itself)."""
+    try:
+        folder = write_repository(model, out, name, max_batch_size)
+    except ModelError as error:
+        raise BadInput(str(error)) from error
+    except OSError as error:
+        raise BadInput(f"cannot write {out}: {error.strerror or error}") from error
+    click.echo(f"wrote {folder / CONFIG_FILE} and {folder / VERSION / MODEL_FILE}", err=True)
+
+
+@main.command()
+@model_option
+@name_option
+@click.option("--http-port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="REST port.")
+@click.option("--grpc-port", type=click.IntRange(1, 65535), default=8081, show_default=True, help="gRPC port.")
+@batch_limit_option
+def serve(model: Path, name: str | None, http_port: int, grpc_port: int, max_batch_size: int | None) -> None:
+    """Serve the model over the Open Inference Protocol (KServe's v2, REST and gRPC) until SIGTERM or Ctrl-C, as
+    Triton would serve its repository. Needs the server extra: pip install 'mnist-gan[server]'."""
+    generator = _load(model)
+    try:
+        config = model_config(generator, name or model_name(model), max_batch_size)
+    except ModelError as error:
+        raise BadInput(str(error)) from error
+    for port in (http_port, grpc_port):
+        _check_port(port)
+    try:
+        from serving import server
+    except ImportError as error:
+        raise BadInput(f"gan-digits serve needs the server extra ({error}): pip install 'mnist-gan[server]'") from error
+    click.echo(
+        f"serving {model} as '{config['name']}': REST on port {http_port} (/v2/models/{config['name']}/infer), "
+        f"gRPC on port {grpc_port}",
+        err=True,
+    )
+    server.serve(generator, config, http_port, grpc_port)
+
+
+def _check_port(port: int) -> None:
+    """Refuse a port that another process listens on, before the server (and KServe) loads."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("0.0.0.0", port))  # where KServe listens: every interface
+        except OSError as error:
+            raise BadInput(f"port {port} cannot be listened on: {error.strerror or error}") from error

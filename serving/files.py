@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader (or a restarted job) sees the old file or the new one, never half of one."""
+"""Where commands write: atomically (a reader, or a restarted job, sees the old file or the new one, never half of
+one), and never over a run's own state."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+import click
 
 
 @contextlib.contextmanager
@@ -53,3 +56,47 @@ def fsync_directory(folder: Path) -> None:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
+
+
+# --- a run folder's state, which no command's output may land on -----------------------------------------------------
+
+# What a run resumes from (job/rundir.py names a run's files from these): written by the training job alone.
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINTS_FOLDER = "checkpoints"
+LOCK_FILE = ".lock"
+CLUSTERS_FILE = "clusters.npy"
+RUN_STATE = (CONFIG_FILE, METRICS_FILE, CHECKPOINTS_FOLDER, LOCK_FILE, CLUSTERS_FILE)
+RUN_MARKERS = (CONFIG_FILE, LOCK_FILE)  # what a run folder holds from its start: a folder holding one is a run's
+
+
+def run_state_at(path: str | os.PathLike) -> Path | None:
+    """The piece of a run's state that `path` lands on or inside (RUN/config.json, RUN/checkpoints/...), symlinks
+    and `..` resolved; None when it lands on none."""
+    resolved = Path(os.path.realpath(path))
+    for folder in resolved.parents:
+        state = folder / resolved.relative_to(folder).parts[0]
+        if state.name in RUN_STATE and any(os.path.lexists(folder / name) for name in RUN_MARKERS):
+            return state
+    return None
+
+
+class OutputPath(click.Path):
+    """A path a command writes to (a click option type): refused, before any work, when it lands on a run's state.
+
+    The job's own writes of that state do not go through here: only the paths users give."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(path_type=Path, **kwargs)
+
+    def convert(self, value, param: click.Parameter | None, ctx: click.Context | None) -> Path:
+        path = super().convert(value, param, ctx)
+        state = run_state_at(path)
+        if state is not None:
+            self.fail(
+                f"{path} lands on {state.name} of the run in {state.parent}: no command writes over a run's own "
+                f"state ({', '.join(RUN_STATE)}); choose another path",
+                param,
+                ctx,
+            )
+        return path

@@ -24,6 +24,10 @@ META_CLASS = "digit"  # the class an unconditional model was trained on, -1 for 
 CHANNELS = (1, 3)  # grey or RGB
 MNIST_CLASSES = [str(digit) for digit in range(10)]  # the classes of models exported before class names were recorded
 MAX_CLASSES = 1000  # what the job trains on at most: more in a model's metadata means the metadata is broken
+MAX_LATENT_DIM = 10_000  # the latent size the job trains with at most (typical GANs: 100 to 512)
+# Pixels: the largest image side the job trains on (beyond, a few hundred images would fill the memory while they are
+# read), and so the largest a model draws.
+MAX_SIDE = 1024
 LISTED_CLASSES = 12  # how many classes a message lists before it shortens the list
 
 
@@ -99,6 +103,11 @@ class Generator:
         if declared is not None and declared != str(z.shape[1]):
             raise ModelError(f"{self.path}: metadata says latent_dim {declared}, the input has {z.shape[1]}")
         shape = tuple(image.shape[1:])
+        if z.shape[1] > MAX_LATENT_DIM or max(shape[:2]) > MAX_SIDE:  # the job never exports such a model
+            raise ModelError(
+                f"{self.path} draws {shape[0]}x{shape[1]} images from {z.shape[1]} latent values: at most "
+                f"{MAX_SIDE}x{MAX_SIDE} images and {MAX_LATENT_DIM:,} latent values are supported"
+            )
         declared_shape = self._declared_shape()
         if declared_shape is not None and declared_shape != shape:
             raise ModelError(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 SMALL_MNIST = Path(__file__).parent / "data" / "mnist_small.npz"
+
+
+def pytest_configure(config) -> None:
+    """One user cache folder for the whole test session, its workers and the processes they start: the quality
+    classifier of a data set is trained once, as for a user, and the user's own cache is never touched."""
+    if "MNIST_GAN_TEST_CACHE" not in os.environ:  # set once, by the first process; workers inherit it
+        os.environ["MNIST_GAN_TEST_CACHE"] = tempfile.mkdtemp(prefix="mnist-gan-test-cache-")
+        config.add_cleanup(lambda: shutil.rmtree(os.environ.pop("MNIST_GAN_TEST_CACHE"), ignore_errors=True))
+    os.environ["XDG_CACHE_HOME"] = os.environ["MNIST_GAN_TEST_CACHE"]
 
 
 @pytest.fixture
@@ -53,6 +64,17 @@ def train_until_preempted(config, step: int = 0) -> None:
             train(config, on_progress=sigterm_at_step)
     finally:
         signals.requested.clear()
+
+
+@pytest.fixture(scope="session")
+def small_mnist_classifier() -> Path:
+    """The session's user cache folder, holding the small set's quality classifier (trained there at most once)."""
+    from job.config import user_cache
+    from job.data import load_data
+    from job.quality import load_or_train_classifier
+
+    load_or_train_classifier(load_data(SMALL_MNIST), user_cache())
+    return user_cache()
 
 
 @pytest.fixture(scope="session")

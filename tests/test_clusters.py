@@ -17,6 +17,9 @@ from job.train import train
 from serving.model import Generator
 from tests.conftest import run_cli, short_run_config
 
+# One pytest-xdist worker runs the whole module: the self-conditioned run, trained once.
+pytestmark = pytest.mark.xdist_group("test_clusters")
+
 
 def three_kinds_of_images(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """100 images lit on the left, 300 dark, 200 lit on the right, shuffled; and which kind each is, numbered by
@@ -91,12 +94,14 @@ def self_conditioned_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_an_unconditional_dcgan_learns_its_images_clusters_and_records_them(self_conditioned_run):
     clusters = np.load(self_conditioned_run / "clusters.npy")
     assert clusters.shape == (1000,) and set(np.unique(clusters)) == set(range(10))
     assert json.loads((self_conditioned_run / "config.json").read_text())["clusters"] == 10
 
 
+@pytest.mark.slow
 def test_its_exported_model_takes_latents_alone_and_draws_the_clusters_at_their_shares(self_conditioned_run):
     model = onnx.load(self_conditioned_run / "generator.onnx")
     assert [tensor.name for tensor in model.graph.input] == ["z"]
@@ -114,6 +119,7 @@ def test_its_exported_model_takes_latents_alone_and_draws_the_clusters_at_their_
     np.testing.assert_allclose(shares, np.bincount(clusters) / len(clusters), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_gan_job_export_of_a_checkpoint_draws_what_the_run_exported(self_conditioned_run, tmp_path):
     again = tmp_path / "again.onnx"
     result = run_cli("export", "--run", str(self_conditioned_run), "--out", str(again))
@@ -123,12 +129,14 @@ def test_gan_job_export_of_a_checkpoint_draws_what_the_run_exported(self_conditi
     np.testing.assert_allclose(Generator(again).images(latents), exported, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_conditional_and_mlp_runs_are_not_self_conditioned(trained_run, conditional_run):
     for run, _ in (trained_run, conditional_run):
         assert "clusters" not in json.loads((run / "config.json").read_text())
         assert not (run / "clusters.npy").exists()
 
 
+@pytest.mark.slow
 def test_a_run_resumes_with_the_clusters_it_began_with_though_this_version_would_make_another_number(
     self_conditioned_run, tmp_path, monkeypatch
 ):
@@ -142,6 +150,7 @@ def test_a_run_resumes_with_the_clusters_it_began_with_though_this_version_would
     assert set(np.unique(np.load(run / "clusters.npy"))) == set(range(10))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recorded", [-1, "abc", None, True, 2.5])
 def test_a_resume_refuses_a_config_json_whose_clusters_are_no_count(self_conditioned_run, tmp_path, recorded):
     run = tmp_path / "run"

@@ -293,8 +293,10 @@ def run_container(entrypoint: list[str], command: list[str], env: dict[str, str]
 
 
 @pytest.fixture
-def mounts(tmp_path, small_mnist) -> dict[str, Path]:
-    (tmp_path / "runs").mkdir()
+def mounts(tmp_path, small_mnist, small_mnist_classifier) -> dict[str, Path]:
+    """The volumes: a data folder, and a runs volume whose classifier cache (the image's GAN_QUALITY_CACHE) already
+    holds the data's classifier, as after a first run; the container stage starts from a cold volume."""
+    shutil.copytree(small_mnist_classifier, tmp_path / "runs" / ".quality-cache")
     (tmp_path / "data").mkdir()
     shutil.copy(small_mnist, tmp_path / "data" / "mnist.npz")
     return {"/runs": tmp_path / "runs", "/data": tmp_path / "data"}

@@ -55,6 +55,7 @@ def test_a_failing_self_check_writes_nothing(trained_run, tmp_path, monkeypatch)
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_export_command_re_exports_any_kept_checkpoint(trained_run, tmp_path):
     out, _ = trained_run
     result = run_cli("export", "--run", str(out), "--step", "200", "--out", str(tmp_path / "g200.onnx"))
@@ -67,6 +68,7 @@ def test_export_command_re_exports_any_kept_checkpoint(trained_run, tmp_path):
     assert not np.allclose(early, final)
 
 
+@pytest.mark.slow
 def test_export_of_a_checkpoint_not_kept_is_one_line_and_exit_code_2(trained_run, tmp_path):
     out, _ = trained_run
     result = run_cli("export", "--run", str(out), "--step", "50", "--out", str(tmp_path / "g.onnx"))
@@ -75,6 +77,7 @@ def test_export_of_a_checkpoint_not_kept_is_one_line_and_exit_code_2(trained_run
     assert "Traceback" not in result.stderr and not (tmp_path / "g.onnx").exists()
 
 
+@pytest.mark.slow
 def test_a_conditional_model_takes_z_and_an_int64_label(conditional_run):
     out, gan = conditional_run
     model = onnx.load(out / "generator.onnx")

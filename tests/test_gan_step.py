@@ -77,6 +77,7 @@ def test_conditional_models_take_the_digit_label():
     assert images.shape == (4, 28, 28, 1)
 
 
+@pytest.mark.slow
 def test_ema_follows_the_generator_and_is_what_samples_are_drawn_from(conditional_step):
     gan = conditional_step.gan
     assert gan.sampler is gan.ema_generator
@@ -91,6 +92,7 @@ def test_ema_follows_the_generator_and_is_what_samples_are_drawn_from(conditiona
         assert np.abs(average - weight).max() <= np.abs(start - weight).max() + 1e-6
 
 
+@pytest.mark.slow
 def test_the_conditional_dcgans_label_comes_in_over_its_ramp_in_every_network(small_mnist):
     config = TrainConfig(out=Path("unused"), seed=1, conditional=True, arch="dcgan")
     images, labels = training_set(load_data(small_mnist), -1)
@@ -128,6 +130,7 @@ def test_the_dcgans_learning_rates_fall_linearly_over_the_second_half_of_its_run
     assert rates_after_a_step_from(gan, train_steps, 999) == {round(2e-4 / 500, 10)}  # the run's last step
 
 
+@pytest.mark.slow
 def test_the_mlps_learning_rates_stay_as_the_preset_sets_them(small_mnist):
     config = TrainConfig(out=Path("unused"), seed=1, steps=1000)
     gan = build_gan(config, *MNIST)
@@ -144,6 +147,7 @@ def test_seed_preset_is_the_tutorial_without_ema():
     assert TrainConfig(out=Path("unused"), ema=False).ema_decay == 0.0
 
 
+@pytest.mark.slow
 def test_the_moving_average_moves_every_ema_every_steps_by_the_decay_of_all_of_them(small_mnist):
     config = TrainConfig(out=Path("unused"), seed=1)
     gan = build_gan(config, *MNIST)

@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import run_cli
 
 
+@pytest.mark.slow
 def test_every_option_can_come_from_a_gan_environment_variable(tmp_path, small_mnist):
     env = {
         "GAN_OUT": str(tmp_path),
@@ -66,6 +67,7 @@ def test_native_lines_that_are_not_start_up_noise_still_reach_stderr():
     assert sorted(result.stderr.splitlines()) == ["a real native error", "python line"]
 
 
+@pytest.mark.slow
 def test_export_inside_the_train_image_reads_the_run_from_gan_out(trained_run, tmp_path):
     out = tmp_path / "again.onnx"
     result = run_cli("export", "--out", str(out), env={"GAN_OUT": str(trained_run[0])})
@@ -99,15 +101,16 @@ def test_bad_input_is_one_line_and_exit_code_2_with_nothing_written(tmp_path, sm
     assert not out.exists()
 
 
-def test_evaluate_prints_the_quality_of_any_exported_generator(trained_run, small_mnist, tmp_path):
+@pytest.mark.slow
+def test_evaluate_prints_the_quality_of_any_exported_generator(trained_run, small_mnist):
     model = trained_run[0] / "generator.onnx"
     args = ["evaluate", "--model", str(model), "--data", str(small_mnist), "--samples", "200"]
-    result = run_cli(*args, "--quality-cache", str(tmp_path), "--json")
+    result = run_cli(*args, "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["samples"] == 200 and report["frechet_distance"] > 0
     assert len(report["class_shares"]) == 10 and "label_accuracy" not in report
-    text = run_cli(*args, "--quality-cache", str(tmp_path))
+    text = run_cli(*args)
     assert "Fréchet distance:" in text.stdout and "classes covered:" in text.stdout
 
 
@@ -122,15 +125,16 @@ def test_evaluate_of_a_runs_model_reuses_the_classifier_its_training_measured_wi
     assert not (run / ".quality-cache").exists()
 
 
+@pytest.mark.slow
 def test_evaluate_names_each_class_share_as_the_data_measured_against_names_it(trained_run, small_mnist, tmp_path):
     names = [f"digit {d}" for d in range(10)]
     with np.load(small_mnist) as arrays:
         np.savez(tmp_path / "named.npz", **arrays, class_names=np.array(names))
     model = trained_run[0] / "generator.onnx"
     args = ["evaluate", "--model", str(model), "--data", str(tmp_path / "named.npz"), "--samples", "200"]
-    report = json.loads(run_cli(*args, "--quality-cache", str(tmp_path), "--json").stdout)
+    report = json.loads(run_cli(*args, "--json").stdout)
     assert report["class_names"] == names
-    shares = run_cli(*args, "--quality-cache", str(tmp_path)).stdout.split("share per class:")[1].splitlines()[0]
+    shares = run_cli(*args).stdout.split("share per class:")[1].splitlines()[0]
     assert [part.rsplit(":", 1)[0] for part in shares.strip().split("  ")] == names
 
 

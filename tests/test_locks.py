@@ -4,6 +4,7 @@ fail when pyproject.toml and the locks disagree, so that a changed dependency co
 from __future__ import annotations
 
 import re
+import runpy
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,7 @@ def requirements(*extras: str) -> list[Requirement]:
 # lock: (pyproject's requirements it must hold, the lock's own input file, names left out on purpose)
 EXPECTED = {
     "serve.txt": (requirements(), None, set()),
+    "server.txt": (requirements("server"), None, set()),
     "train-cpu.txt": (requirements("train"), "train-cpu.in", {"tensorflow"}),
     "train-cuda.txt": (requirements("train"), "train-cuda.in", set()),
 }
@@ -83,5 +85,13 @@ def test_both_training_locks_hold_the_same_tensorflow_and_the_cpu_one_no_cuda():
         assert f"=={cpu['tensorflow-cpu'][0]}" in (LOCKS / f"{lock}.in").read_text(), package
 
 
-def test_the_serve_lock_holds_no_training_stack():
-    assert not {"tensorflow", "tensorflow-cpu", "keras", "tf2onnx"} & set(read_lock(LOCKS / "serve.txt"))
+@pytest.mark.parametrize("lock", ["serve.txt", "server.txt"])
+def test_the_serving_locks_hold_no_training_stack(lock):
+    assert not {"tensorflow", "tensorflow-cpu", "keras", "tf2onnx"} & set(read_lock(LOCKS / lock))
+
+
+def test_the_server_lock_holds_kserve_without_what_the_server_never_imports():
+    unused = runpy.run_path(str(LOCKS / "refresh.py"))["SERVER_UNUSED"]  # its main() runs only as a script
+    locked = read_lock(LOCKS / "server.txt")
+    assert "kserve" in locked
+    assert not {canonical(name) for name in unused} & set(locked)

@@ -4,6 +4,7 @@ digit, and for conditional models the share classified as the digit asked for.""
 import numpy as np
 import pytest
 
+from job.config import user_cache
 from job.data import load_data, reference_images, to_unit_range
 from job.quality import QualityMeter, classifier_epochs, frechet_distance, load_or_train_classifier
 from tests.conftest import SMALL_MNIST
@@ -25,9 +26,9 @@ def test_frechet_distance_matches_the_closed_form_for_diagonal_gaussians():
 
 
 @pytest.fixture(scope="module")
-def meter(tmp_path_factory):
+def meter():
     mnist = load_data(SMALL_MNIST)
-    classifier = load_or_train_classifier(mnist, tmp_path_factory.mktemp("cache"))
+    classifier = load_or_train_classifier(mnist, user_cache())  # the session's, shared
     return mnist, QualityMeter(classifier, reference_images(mnist), mnist.class_names)
 
 

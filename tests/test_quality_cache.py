@@ -11,6 +11,7 @@ import keras
 import pytest
 
 from job import signals
+from job.config import user_cache
 from job.data import load_data
 from job.errors import Interrupted
 from job.quality import load_or_train_classifier
@@ -75,17 +76,17 @@ def test_evaluate_finds_a_runs_cache_from_any_folder_and_after_the_run_moved(tmp
     other = a_run(tmp_path / "D" / "run", "D/run", "Q1")
     (tmp_path / "Q1").mkdir()
     assert classifier_cache_of(other) == tmp_path / "Q1"
-    # moved with the folder around it: the run's default, .quality-cache/ beside the run directory
+    # moved with the folder around it, so that the relative cache cannot be placed: the user's cache
     (tmp_path / "A").rename(tmp_path / "A2")
-    assert classifier_cache_of(tmp_path / "A2" / "run1" / "generator.onnx") == tmp_path / "A2" / ".quality-cache"
+    assert classifier_cache_of(tmp_path / "A2" / "run1" / "generator.onnx") == user_cache()
 
 
 def test_evaluate_says_when_the_recorded_cache_is_gone_and_takes_a_bare_model_as_one_without_its_run(tmp_path, caplog):
     model = a_run(tmp_path / "run", str(tmp_path / "run"), str(tmp_path / "kept-elsewhere"))
-    assert classifier_cache_of(model) == tmp_path / ".quality-cache"
+    assert classifier_cache_of(model) == user_cache()
     assert f"{tmp_path / 'kept-elsewhere'}, is not there" in caplog.text
     (tmp_path / "bare").mkdir()
-    assert classifier_cache_of(tmp_path / "bare" / "g.onnx") == tmp_path / "bare" / ".quality-cache"
+    assert classifier_cache_of(tmp_path / "bare" / "g.onnx") == user_cache()
     (tmp_path / "bare" / "config.json").write_text('{"out": ')  # damaged: said, and the model taken as bare
-    assert classifier_cache_of(tmp_path / "bare" / "g.onnx") == tmp_path / "bare" / ".quality-cache"
+    assert classifier_cache_of(tmp_path / "bare" / "g.onnx") == user_cache()
     assert "unreadable" in caplog.text

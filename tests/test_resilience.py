@@ -100,16 +100,16 @@ def test_a_resumed_dcgan_ends_bit_for_bit_as_an_uninterrupted_one(tmp_path, cond
     dcgan = {
         "arch": "dcgan",
         "conditional": conditional,
-        "steps": 120,
-        "checkpoint_every": 60,
-        "sample_every": 60,
-        "log_every": 30,
+        "steps": 60,
+        "checkpoint_every": 30,
+        "sample_every": 30,
+        "log_every": 15,
     }
     train(short_run_config(tmp_path / "straight", **dcgan))
-    # Preempted at step 60 of the same 120: a shorter run would be another run, as its learning rates fall sooner.
-    train_until_preempted(short_run_config(tmp_path / "resumed", **dcgan), 60)
-    train(short_run_config(tmp_path / "resumed", **dcgan | {"log_every": 20}))  # other compiled-call lengths, too
-    assert_same_state(tmp_path / "straight", tmp_path / "resumed", 120)
+    # Preempted at step 30 of the same 60: a shorter run would be another run, as its learning rates fall sooner.
+    train_until_preempted(short_run_config(tmp_path / "resumed", **dcgan), 30)
+    train(short_run_config(tmp_path / "resumed", **dcgan | {"log_every": 10}))  # other compiled-call lengths, too
+    assert_same_state(tmp_path / "straight", tmp_path / "resumed", 60)
 
 
 def test_two_identical_runs_on_large_images_end_bit_for_bit_the_same(tmp_path):

@@ -219,6 +219,7 @@ def test_large_counts_are_generated_batch_by_batch(model, tmp_path, monkeypatch)
     assert np.load(tmp_path / "d.npy", mmap_mode="r").shape == (5000, 28, 28)
 
 
+@pytest.mark.slow
 def test_conditional_grid_shows_each_digit_on_its_own_row(conditional_run, tmp_path, monkeypatch):
     from serving.model import Generator
 
@@ -242,6 +243,7 @@ def test_conditional_grid_shows_each_digit_on_its_own_row(conditional_run, tmp_p
     assert asked == [3] * 2  # MNIST's class names are the digits
 
 
+@pytest.mark.slow
 def test_a_digit_a_conditional_mnist_model_does_not_have_is_refused(conditional_run, tmp_path):
     model = conditional_run[0] / "generator.onnx"
     result = gan_digits("generate", "--model", model, "--digit", 10, "--out", tmp_path / "g.png")

@@ -20,6 +20,9 @@ from tests.conftest import (
     unlabelled_npz,
 )
 
+# Every test trains. One pytest-xdist worker runs the whole module: the tinted DCGAN, trained once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_shapes")]
+
 
 def metadata(model) -> dict:
     return {prop.key: prop.value for prop in onnx.load(model).metadata_props}
@@ -27,12 +30,19 @@ def metadata(model) -> dict:
 
 @pytest.fixture(scope="module")
 def tinted_dcgan(tmp_path_factory):
-    """A conditional DCGAN on MNIST padded to 32x32 and tinted into RGB."""
+    """A conditional DCGAN on MNIST padded to 32x32 and tinted into RGB (quality off: the tinted set's classifier is
+    not what these tests are about)."""
     root = tmp_path_factory.mktemp("tinted")
     out = root / "run"
     train(
         short_run_config(
-            out, data=tinted_mnist_32(root / "tinted.npz"), arch="dcgan", conditional=True, steps=200, log_every=100
+            out,
+            data=tinted_mnist_32(root / "tinted.npz"),
+            arch="dcgan",
+            conditional=True,
+            steps=100,
+            log_every=50,
+            quality=False,
         )
     )
     return out
@@ -44,7 +54,7 @@ def test_a_conditional_dcgan_on_rgb_images_exports_their_shape_and_classes(tinte
     assert json.loads(meta["class_names"])[7] == "tinted 7"
     config = json.loads((tinted_dcgan / "config.json").read_text())
     assert config["data_set"]["image_shape"] == [32, 32, 3]
-    assert Image.open(tinted_dcgan / "samples" / "step_000200.png").mode == "RGB"
+    assert Image.open(tinted_dcgan / "samples" / "step_000100.png").mode == "RGB"
 
 
 def test_gan_digits_draws_the_class_asked_for_by_name_in_rgb(tinted_dcgan, tmp_path):

@@ -34,6 +34,7 @@ COMPOSE_BIN = Path(sys.executable).parent / "docker-compose"
 # The manifests name the images as built here; k8s/kustomization.yaml maps them to a registry for a cluster.
 LOCAL_IMAGES = {"mnist-gan-train": "mnist-gan-train:latest", "mnist-gan-serve": "mnist-gan-serve:latest"}
 TRAIN_IMAGE, SERVE_IMAGE = LOCAL_IMAGES["mnist-gan-train"], LOCAL_IMAGES["mnist-gan-serve"]
+SERVER_IMAGE = "mnist-gan-server:latest"  # gan-digits serve (docker/server.Dockerfile); k8s/serving/ names it
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 # TensorFlow start-up lines that read as errors although nothing is wrong (issue 9).
 NOISE = re.compile(r"cuInit|E0000|absl::InitializeLog|oneDNN|telemetry", re.IGNORECASE)
@@ -385,12 +386,76 @@ def test_a_corrupt_model_through_the_serve_image_is_exit_2_and_one_line(tmp_path
     assert len(lines(result.stdout + result.stderr)) == 1, result.stdout + result.stderr
 
 
+# ---- the server image: gan-digits serve ---------------------------------------------------------------------------
+
+
+def test_the_server_image_answers_an_inference_request_and_stops_on_sigterm(tmp_path):
+    import numpy as np
+    import onnxruntime
+    import tritonclient.http as httpclient
+
+    from tests.test_server import free_port, request
+    from tests.test_serving_shapes import build_model, shapes_metadata
+
+    # A run folder as the image's default command expects it: /runs/mnist/generator.onnx, read-only.
+    (tmp_path / "mnist").mkdir()
+    model = build_model(tmp_path / "mnist" / "generator.onnx", metadata=shapes_metadata(), conditional=True)
+    for folder in (tmp_path, model.parent):
+        folder.chmod(0o755)
+    port, name = free_port(), f"gan-server-{uuid.uuid4().hex[:8]}"
+    locked_down = ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
+    published = ["-p", f"127.0.0.1:{port}:8080", "-v", f"{tmp_path}:/runs:ro"]
+    started = docker("run", "-d", "--name", name, *locked_down, *published, SERVER_IMAGE)
+    assert started.returncode == 0, started.stderr
+    try:
+        client = httpclient.InferenceServerClient(f"127.0.0.1:{port}")
+        wait_until_ready(client, name, model.stem)  # served under its file's name, as the Triton repository names it
+        z, labels = np.random.default_rng(0).standard_normal((3, 4), dtype=np.float32), np.array([0, 1, 2])
+        images = client.infer(model.stem, request(httpclient, z, labels)).as_numpy("image")
+        session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        np.testing.assert_array_equal(images, session.run(["image"], {"z": z, "label": labels})[0])
+        assert docker("stop", "--time", "30", name).returncode == 0  # SIGTERM, then SIGKILL after 30 s
+        assert docker("inspect", "-f", "{{.State.ExitCode}}", name).stdout.strip() == "0", docker("logs", name).stderr
+        log = docker("logs", name)
+        assert "gRPC server shutdown complete" in log.stdout + log.stderr
+    finally:
+        docker("rm", "-f", name)
+
+
+SERVER_LAYER_LIMIT = 150_000_000  # bytes the server image may add to the serve image it is built on
+
+
+def test_the_server_image_adds_at_most_150_mb_to_the_serve_image():
+    server, serve = (
+        int(docker("image", "inspect", "-f", "{{.Size}}", image).stdout) for image in (SERVER_IMAGE, SERVE_IMAGE)
+    )
+    assert 0 < server - serve <= SERVER_LAYER_LIMIT, f"{(server - serve) / 1e6:.1f} MB"
+
+
+def wait_until_ready(client, container: str, model: str) -> None:
+    import time
+
+    deadline = time.monotonic() + 120  # a guard against a hang, not a measurement
+    while time.monotonic() < deadline:
+        try:
+            if client.is_model_ready(model):
+                return
+        except Exception:  # not listening yet
+            pass
+        running = docker("inspect", "-f", "{{.State.Running}}", container).stdout.strip()
+        assert running == "true", docker("logs", container).stderr
+        time.sleep(0.5)
+    raise AssertionError(f"the server never became ready: {docker('logs', container).stderr}")
+
+
 # ---- what the images hold ------------------------------------------------------------------------------------------
 
 INSTALLED = "import importlib.metadata as m, json; print(json.dumps({d.name: d.version for d in m.distributions()}))"
 
 
-@pytest.mark.parametrize(("image", "lock"), [(SERVE_IMAGE, "serve.txt"), (TRAIN_IMAGE, "train-cpu.txt")])
+@pytest.mark.parametrize(
+    ("image", "lock"), [(SERVE_IMAGE, "serve.txt"), (SERVER_IMAGE, "server.txt"), (TRAIN_IMAGE, "train-cpu.txt")]
+)
 def test_each_image_holds_exactly_the_versions_of_its_lock_and_the_package(image, lock):
     from tests.test_locks import PYPROJECT, canonical, read_lock
 
