@@ -91,6 +91,16 @@ def metadata(config: TrainConfig, data_set: dict, step: int, clusters: int = 0) 
     }
 
 
+def exported_step(path: Path) -> int | None:
+    """The training step of the model exported at `path`, from its metadata; None when there is none, or no model
+    that says."""
+    try:
+        props = {prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props}
+        return int(props["step"])
+    except Exception:  # missing, truncated or foreign: onnx and int() raise several kinds
+        return None
+
+
 def _name_batch_dimension(model: onnx.ModelProto) -> None:
     # tf2onnx calls the dynamic batch dimension 'unk__N'; serving and users see 'batch'.
     for value in [*model.graph.input, *model.graph.output]:

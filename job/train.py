@@ -20,7 +20,7 @@ from job.clusters import cluster_count, run_clusters
 from job.config import TrainConfig
 from job.data import ImageData, reference_images, to_unit_range, training_set
 from job.errors import Interrupted, TrainingDiverged
-from job.export import export_onnx, metadata
+from job.export import export_onnx, exported_step, metadata
 from job.gan import SAMPLE_GRID, Gan, TrainStep, build_gan, make_deterministic, sample_images
 from job.memory import check_fits
 from job.models import ARCHITECTURES, conditioning_strength
@@ -141,7 +141,7 @@ def train_claimed(
             timings.start_up_ends()
             with signals.deferred() as stop:
                 loop.train_from(start, stop)
-        elif run.generator.exists() and run.onnx.exists():
+        elif run.generator.exists() and exported_step(run.onnx) == start:  # not a model of an earlier, shorter run
             log.info("run in %s already finished at step %d: nothing to do", run.root, start)
             return gan
         else:  # the steps are done, the export is not (a start stopped while exporting)

@@ -380,3 +380,28 @@ def test_a_first_checkpoint_that_does_not_fit_says_there_is_none_to_resume_from(
         with pytest.raises(OSError, match=r"checkpoint of step 100 .*; no earlier checkpoint is on disk, run again"):
             checkpoints.save(100)
         assert checkpoints.steps() == []
+
+
+def test_an_extended_run_stopped_between_its_last_checkpoint_and_its_export_exports_when_started_again(
+    trained_run, tmp_path, monkeypatch
+):
+    # The run's generator.onnx is the one of its first 300 steps: it must not pass for the export of step 400.
+    import job.train
+    from job.export import exported_step
+    from job.rundir import steps_on_disk
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run[0], run)
+    config = short_run_config(run, steps=400)
+
+    def sigterm_before_the_export(*args) -> None:
+        raise Interrupted("interrupted by SIGTERM before the export")
+
+    monkeypatch.setattr(job.train, "save_final_models", sigterm_before_the_export)
+    with pytest.raises(Interrupted):
+        train(config)
+    monkeypatch.undo()
+    assert steps_on_disk(run / "checkpoints")[-1] == 400 and exported_step(run / "generator.onnx") == 300
+
+    train(config)
+    assert exported_step(run / "generator.onnx") == 400
