@@ -62,16 +62,9 @@ class Checkpoints:
             earlier: list[int] | None = self.steps()
         except OSError:  # a lost volume: whether earlier checkpoints are there cannot be told now
             earlier = None
-        try:
-            partial.mkdir(parents=True)
-            written = Path(self.checkpoint.write(str(partial / f"{PREFIX}-{step}")))
-            files = sorted(partial.iterdir(), key=lambda path: path.suffix == ".index")  # the index last
-            for path in files:
-                _fsync(path)
-            self._remove(step)  # an unreadable one of the same step: its index must never meet the new data
-            for path in files:
-                os.replace(path, self.folder / path.name)
-            fsync_directory(self.folder)
+        try:  # a second signal ends the process at once: it removes the partial write first
+            with signals.before_abort(lambda: shutil.rmtree(partial, ignore_errors=True)):
+                written = self._write_durably(step, partial)
         except (tf.errors.OpError, OSError) as error:  # a full disk or a lost volume: earlier ones are intact
             reason = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]", "", getattr(error, "message", None) or str(error))
             if earlier is None:
@@ -89,6 +82,19 @@ class Checkpoints:
         self._readable.add(step)
         self._drop_old()
         return self.folder / written.name
+
+    def _write_durably(self, step: int, partial: Path) -> Path:
+        """Checkpoint `step` written into `partial`, fsynced, then moved into place: data first, the index last."""
+        partial.mkdir(parents=True)
+        written = Path(self.checkpoint.write(str(partial / f"{PREFIX}-{step}")))
+        files = sorted(partial.iterdir(), key=lambda path: path.suffix == ".index")  # the index last
+        for path in files:
+            _fsync(path)
+        self._remove(step)  # an unreadable one of the same step: its index must never meet the new data
+        for path in files:
+            os.replace(path, self.folder / path.name)
+        fsync_directory(self.folder)
+        return written
 
     def _drop_old(self) -> None:
         """Keep the newest `keep` checkpoints that read back; remove the older ones and those that do not."""

@@ -11,7 +11,7 @@ disk, so the signal raises Interrupted at once; atomic writes leave nothing half
 swallows it (a bare `except:`, a finalizer, whose exceptions Python only prints), the request stays recorded: the job
 checks it before it commits work (raise_if_requested), and the CLI takes an error raised after a signal for the
 interruption it is. Once a command's work is done (`work_done`), a signal has nothing left to stop: the command ends
-as done. A second signal aborts the process.
+as done. A second signal ends the process at once, with the same exit code (what is on disk resumes).
 
 Outside a command (Python's start-up, the imports, click's parsing, the interpreter's exit) nothing is being written:
 from this module's import on, SIGTERM ends the process at once with the interrupted exit code, never with the 143 of
@@ -41,7 +41,7 @@ _received: list[str] = []  # the names of the signals received, for the message
 _deferred = threading.Event()  # set while the training loop checks `requested` itself
 _handling = threading.Event()  # set within handled(): the signals are this module's
 _done = threading.Event()  # set once the command's work is done: a signal only lets it finish
-_before_abort: list[Callable[[], None]] = []  # run even when a second signal kills the process
+_before_abort: list[Callable[[], None]] = []  # run even when a second signal ends the process at once
 
 
 @contextlib.contextmanager
@@ -109,7 +109,7 @@ def work_done() -> None:
 
 @contextlib.contextmanager
 def before_abort(action: Callable[[], None]) -> Iterator[None]:
-    """Within this block, a second signal runs `action` before it kills the process (which runs no `finally`).
+    """Within this block, a second signal runs `action` before it ends the process at once (no `finally` runs).
     `action` runs inside a signal handler: it must not write through a stream the program may be writing to."""
     _before_abort.append(action)
     try:
@@ -120,12 +120,13 @@ def before_abort(action: Callable[[], None]) -> Iterator[None]:
 
 def _handle(signum: int, _frame) -> None:
     name = signal.Signals(signum).name
-    if requested.is_set():  # asked twice: stop now, without a checkpoint
+    if requested.is_set():  # asked twice: stop now, without the checkpoint under way
         for action in _before_abort:
             with contextlib.suppress(Exception):  # nothing may keep the second signal from ending the process
                 action()
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
+        # The interrupted exit code, not the signal's (143, 130): what is on disk resumes, as after the first signal
+        os.write(2, f"Error: aborted by a second {name}: run the same command again to resume\n".encode())
+        os._exit(EXIT_INTERRUPTED)
         return
     _received.append(name)
     requested.set()

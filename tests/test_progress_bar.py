@@ -8,6 +8,7 @@ import signal
 import pytest
 
 from job import progress_bar, signals
+from job.errors import EXIT_INTERRUPTED
 from job.progress_bar import CLEAR_LINE, ESTIMATE_AFTER_SECONDS, SHOW_CURSOR, ProgressBar
 from job.train import Progress
 
@@ -96,10 +97,9 @@ def test_a_log_line_stands_on_a_line_of_its_own_and_an_interrupted_bar_gives_the
     assert not handler.filters  # the bar's filter went with it
 
 
-def test_a_second_ctrl_c_which_kills_the_job_gives_the_cursor_back_first(clock, monkeypatch):
-    killed = []
-    monkeypatch.setattr(signals.os, "kill", lambda pid, signum: killed.append(signum))
-    monkeypatch.setattr(signals.signal, "signal", lambda signum, handler: None)
+def test_a_second_ctrl_c_which_ends_the_job_gives_the_cursor_back_first(clock, monkeypatch):
+    ended = []
+    monkeypatch.setattr(signals.os, "_exit", lambda code: ended.append(code))
     reading, writing = os.pipe()
     terminal = Terminal()
     terminal.fileno = lambda: writing  # the bar draws through the stream; the abort writes to its descriptor
@@ -111,5 +111,5 @@ def test_a_second_ctrl_c_which_kills_the_job_gives_the_cursor_back_first(clock, 
         finally:
             signals.requested.clear()
         os.close(writing)
-        assert killed == [signal.SIGINT] and os.read(reading, 100) == (SHOW_CURSOR + "\n").encode()
+        assert ended == [EXIT_INTERRUPTED] and os.read(reading, 100) == (SHOW_CURSOR + "\n").encode()
     os.close(reading)

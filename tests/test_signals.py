@@ -198,3 +198,36 @@ def test_sigterm_before_a_command_begins_ends_it_as_interrupted_not_killed():
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == EXIT_INTERRUPTED and stderr.startswith("Error: interrupted by SIGTERM"), stderr
+
+
+SECOND_SIGTERM_DURING_A_SAVE = """
+import os, signal, sys
+import tensorflow as tf
+from job import signals
+from job.checkpoints import Checkpoints
+
+checkpoint = tf.train.Checkpoint(v=tf.Variable(1.0))
+checkpoints = Checkpoints(sys.argv[1], checkpoint, keep=3)
+checkpoints.save(10)
+write = checkpoint.write
+
+def write_then_two_sigterms(prefix):
+    written = write(prefix)  # the files are in the partial folder, not yet moved into place
+    os.kill(os.getpid(), signal.SIGTERM)  # the first: a checkpoint after the steps under way
+    os.kill(os.getpid(), signal.SIGTERM)  # the second: stop now
+    return written
+
+checkpoint.write = write_then_two_sigterms
+with signals.handled(), signals.deferred():
+    checkpoints.save(20)
+"""
+
+
+def test_a_second_sigterm_during_a_checkpoint_write_ends_interrupted_and_leaves_no_partial_write(tmp_path):
+    folder = tmp_path / "checkpoints"
+    ended = subprocess.run(
+        [sys.executable, "-c", SECOND_SIGTERM_DURING_A_SAVE, str(folder)], capture_output=True, text=True, timeout=120
+    )
+    assert ended.returncode == EXIT_INTERRUPTED, ended.stderr
+    assert ended.stderr.splitlines()[-1] == "Error: aborted by a second SIGTERM: run the same command again to resume"
+    assert sorted(path.name for path in folder.iterdir()) == ["ckpt-10.data-00000-of-00001", "ckpt-10.index"]
