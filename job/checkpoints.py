@@ -25,7 +25,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from job import signals
-from job.errors import CheckpointsUnreadable
+from job.errors import CheckpointsUnreadable, Interrupted
 from job.rundir import PREFIX, steps_on_disk
 from serving.files import fsync_directory
 from serving.model import first_line
@@ -165,7 +165,12 @@ class Checkpoints:
             signals.raise_if_requested()
             try:
                 self.restore_step(step)
-            except Exception as error:  # truncated or corrupt files: TensorFlow raises several kinds
+            except BaseException as error:
+                if isinstance(error, Interrupted) or signals.requested.is_set():
+                    # A restore cut short by a signal: TensorFlow would list its unused values after the error line
+                    logging.getLogger("tensorflow").addFilter(_unused_values_noise)
+                if not isinstance(error, Exception):
+                    raise
                 signals.raise_if_requested()  # a signal the library turned into an error is no corruption
                 reasons.append(first_line(error))
                 self._unreadable[step] = reasons[-1]
