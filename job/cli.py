@@ -25,7 +25,7 @@ from job.errors import (
 from job.native_logs import filter_native_stderr
 from job.sweep import MAX_VARIATIONS
 from serving.cli import SEED
-from serving.files import OutputPath
+from serving.files import RUN_MODEL, OutputPath
 from serving.oneline import OneLineErrors
 
 ENV_PREFIX = "GAN_"
@@ -187,7 +187,7 @@ def _export(run_path: Path, step: int | None, out: Path | None) -> None:
     from job.run import load_run
 
     config, data_set, gan, restored = load_run(run_path, step)
-    out = out or run_path / "generator.onnx"
+    out = out or run_path / RUN_MODEL
     export_onnx(gan.sampler, out, metadata(config, data_set, restored, gan.clusters))
     click.echo(f"exported step {restored} of {run_path} to {out}", err=True)
 

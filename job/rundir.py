@@ -20,7 +20,7 @@ import filelock
 from job.config import ConfigError, TrainConfig, check_recorded, user_cache
 from job.data import KERAS_SETS, MIN_SIDE, ImageData, class_mask, load_data, reference_set
 from job.memory import check_room_for_samples
-from serving.files import CHECKPOINTS_FOLDER, CLUSTERS_FILE, CONFIG_FILE, LOCK_FILE, METRICS_FILE
+from serving.files import CHECKPOINTS_FOLDER, CLUSTERS_FILE, CONFIG_FILE, LOCK_FILE, METRICS_FILE, RUN_MODEL
 from serving.model import CHANNELS, MAX_CLASSES, MAX_SIDE, class_listing, first_line
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class RunDir:
         self.metrics = self.root / METRICS_FILE
         self.tensorboard = self.root / "tensorboard"
         self.generator = self.root / "generator.keras"
-        self.onnx = self.root / "generator.onnx"
+        self.onnx = self.root / RUN_MODEL
         self.model_txt = self.root / "model.txt"
         self.clusters = self.root / CLUSTERS_FILE  # a self-conditioned run's cluster of each training image
 

@@ -127,7 +127,6 @@ def _handle(signum: int, _frame) -> None:
         # The interrupted exit code, not the signal's (143, 130): what is on disk resumes, as after the first signal
         os.write(2, f"Error: aborted by a second {name}: run the same command again to resume\n".encode())
         os._exit(EXIT_INTERRUPTED)
-        return
     _received.append(name)
     requested.set()
     if _done.is_set():

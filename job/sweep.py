@@ -35,7 +35,7 @@ import yaml
 
 from job.errors import EXIT_INTERRUPTED
 from job.rundir import RunDir
-from serving.files import atomic_write, atomic_write_text
+from serving.files import RUN_MODEL, atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
     from job.report import Run  # job.report loads Keras: a sweep file is checked without it
@@ -352,7 +352,7 @@ def finish_sweep(variations: list[Variation], out: Path) -> Run | None:
     if not finished:
         return None
     best = ranked(finished)[0]
-    with atomic_write(out / "best" / "generator.onnx") as file, open(RunDir(best.root).onnx, "rb") as source:
+    with atomic_write(out / "best" / RUN_MODEL) as file, open(RunDir(best.root).onnx, "rb") as source:
         shutil.copyfileobj(source, file)
     quality = best.quality or {}
     summary = f"{best.name}\nFréchet distance {quality.get('frechet_distance')}\n"

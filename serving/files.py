@@ -68,6 +68,8 @@ LOCK_FILE = ".lock"
 CLUSTERS_FILE = "clusters.npy"
 RUN_STATE = (CONFIG_FILE, METRICS_FILE, CHECKPOINTS_FOLDER, LOCK_FILE, CLUSTERS_FILE)
 RUN_MARKERS = (CONFIG_FILE, LOCK_FILE)  # what a run folder holds from its start: a folder holding one is a run's
+# The run's exported generator, which gan-digits, the Triton repository and a sweep's best/ take.
+RUN_MODEL = "generator.onnx"
 
 
 def run_state_at(path: str | os.PathLike) -> Path | None:

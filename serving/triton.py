@@ -13,13 +13,12 @@ import logging
 import re
 from pathlib import Path
 
-from serving.files import atomic_write_bytes, atomic_write_text
+from serving.files import RUN_MODEL, atomic_write_bytes, atomic_write_text
 from serving.model import Generator, ModelError, Tensor
 
 log = logging.getLogger(__name__)
 
 REPOSITORY = "triton"  # the folder beside a run's model that the export writes the repository into
-RUN_MODEL = "generator.onnx"  # the run's model: the one the export writes a repository beside
 VERSION = "1"  # the one version a repository written here holds
 MODEL_FILE = "model.onnx"  # what Triton's onnxruntime backend loads from a version folder
 CONFIG_FILE = "config.pbtxt"

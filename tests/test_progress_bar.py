@@ -99,7 +99,12 @@ def test_a_log_line_stands_on_a_line_of_its_own_and_an_interrupted_bar_gives_the
 
 def test_a_second_ctrl_c_which_ends_the_job_gives_the_cursor_back_first(clock, monkeypatch):
     ended = []
-    monkeypatch.setattr(signals.os, "_exit", lambda code: ended.append(code))
+
+    def exit_now(code: int) -> None:  # as os._exit, the handler goes no further
+        ended.append(code)
+        raise SystemExit(code)
+
+    monkeypatch.setattr(signals.os, "_exit", exit_now)
     reading, writing = os.pipe()
     terminal = Terminal()
     terminal.fileno = lambda: writing  # the bar draws through the stream; the abort writes to its descriptor
@@ -107,7 +112,8 @@ def test_a_second_ctrl_c_which_ends_the_job_gives_the_cursor_back_first(clock, m
         bar.advanced(400)
         signals.requested.set()  # the first Ctrl-C
         try:
-            signals._handle(signal.SIGINT, None)  # the second
+            with pytest.raises(SystemExit):
+                signals._handle(signal.SIGINT, None)  # the second
         finally:
             signals.requested.clear()
         os.close(writing)
