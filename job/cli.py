@@ -25,10 +25,12 @@ from job.errors import (
 from job.native_logs import filter_native_stderr
 from job.sweep import MAX_VARIATIONS
 from serving.cli import SEED
-from serving.files import RUN_MODEL, OutputPath
-from serving.oneline import OneLineErrors
+from serving.files import RUN_MODEL, OutputPath, step_model
+from serving.oneline import OneLineErrors, plural
 
 ENV_PREFIX = "GAN_"
+
+log = logging.getLogger(__name__)
 
 
 def _option(name: str, **kwargs):
@@ -83,16 +85,48 @@ def main(verbose: bool) -> None:
 @click.option("--force", is_flag=True, help="Start a new run in an --out that holds a run of another configuration.")
 def train(force: bool, **values) -> None:
     """Train to completion (resuming when --out holds a run), then save the generator."""
+    from click.core import ParameterSource
+
+    from job.rundir import RunDir
+
+    data_unknown = None  # the run's recorded data cannot be found: said only if the run has work left
     try:
+        if not force and click.get_current_context().get_parameter_source("data") is ParameterSource.DEFAULT:
+            recorded, data_unknown = _recorded_data(RunDir(values["out"]))
+            values["data"] = recorded or values["data"]
         config = TrainConfig(**values)
     except ConfigError as error:
         raise click.UsageError(str(error)) from error
-    _run(lambda: _train(config, force))
+    _run(lambda: _train(config, force, data_unknown))
 
 
-def _train(config: TrainConfig, force: bool) -> None:
-    from job.rundir import claimed
+def _recorded_data(run) -> tuple[str | None, ConfigError | None]:
+    """What a resume without --data trains on: the data its run recorded, found (recorded_data); else the recorded
+    value as it stands, with why it cannot be found. (None, None) for no run, or one whose config.json does not read
+    (the start then says why)."""
+    from job.rundir import recorded_data
 
+    try:
+        saved = run.saved_config()
+    except ConfigError:
+        return None, None
+    if saved is None:
+        return None, None
+    try:
+        return recorded_data(run, saved, "train on"), None
+    except ConfigError as error:
+        return saved.get("data"), error
+
+
+def _train(config: TrainConfig, force: bool, data_unknown: ConfigError | None = None) -> None:
+    from job.rundir import claimed, finished_already
+
+    step = None if force else finished_already(config)
+    if step is not None:  # answered without TensorFlow, and nothing in the run written
+        log.info("run in %s already finished at step %d: nothing to do", config.out, step)
+        return
+    if data_unknown is not None:
+        raise data_unknown
     with claimed(config, force) as (run, mnist):  # refusals come here, before TensorFlow loads
         from job.train import train_claimed
 
@@ -175,7 +209,8 @@ def _setup_logging(verbose: bool) -> None:
     "--out",
     type=OutputPath(dir_okay=False),
     default=None,
-    help="The ONNX file to write [default: RUN/generator.onnx].",
+    help="The ONNX file to write [default: RUN/generator.onnx; with --step, RUN/generator-step-STEP.onnx, so that "
+    "the run's own final model stays as it is].",
 )
 def export(run_path: Path, step: int | None, out: Path | None) -> None:
     """Export the generator of a run's checkpoint to ONNX (checked against Keras, written atomically)."""
@@ -187,7 +222,7 @@ def _export(run_path: Path, step: int | None, out: Path | None) -> None:
     from job.run import load_run
 
     config, data_set, gan, restored = load_run(run_path, step)
-    out = out or run_path / RUN_MODEL
+    out = out or run_path / (RUN_MODEL if step is None else step_model(restored))
     export_onnx(gan.sampler, out, metadata(config, data_set, restored, gan.clusters))
     click.echo(f"exported step {restored} of {run_path} to {out}", err=True)
 
@@ -203,7 +238,7 @@ def _export(run_path: Path, step: int | None, out: Path | None) -> None:
     "--data",
     metavar="NAME|PATH",
     default=None,
-    show_default="the model's data set, when it is a Keras one",
+    show_default="the data its run recorded, where config.json sits beside the model; else its Keras data set",
     help="The data the model is measured against (as gan-job train's --data; made to the model's image shape).",
 )
 @click.option(
@@ -228,11 +263,13 @@ def evaluate(model: Path, data: str | None, samples: int, seed: int, quality_cac
 
 def _evaluate(model_path: Path, data: str | None, samples: int, seed: int, cache: Path, as_json: bool) -> None:
     from job.memory import check_room_for_samples
+    from job.rundir import data_of
     from serving.model import Generator, ModelError
 
-    try:  # refused before TensorFlow loads: a file that is no generator, or more samples than fit
+    try:  # refused before TensorFlow loads: a file that is no generator, more samples than fit, its run's data gone
         generator = Generator(model_path)
         check_room_for_samples(samples, generator.latent_dim, generator.image_shape, "--samples")
+        data = data or data_of(model_path)
         from job.quality import evaluate_model
 
         report = evaluate_model(model_path, data, samples, seed, cache)
@@ -244,7 +281,7 @@ def _evaluate(model_path: Path, data: str | None, samples: int, seed: int, cache
         return
     click.echo(f"model:             {model_path}  ({samples} samples, seed {seed})")
     click.echo(
-        f"Fréchet distance:  {report.frechet_distance:.3f}  (classifier features, against the data's real images)"
+        f"Fréchet distance:  {report.frechet_distance:.2f}  (classifier features, against the data's real images)"
     )
     classes = len(report.class_shares)
     click.echo(f"classes covered:   {report.classes_covered} of {classes} (at least 5% of the samples each)")
@@ -258,25 +295,33 @@ def _evaluate(model_path: Path, data: str | None, samples: int, seed: int, cache
         + "  (1: as varied as its real images)"
     )
     if report.label_accuracy is not None:
-        click.echo(f"class asked for:   {report.label_accuracy:.2%} of the samples are classified as it")
+        click.echo(f"class asked for:   {report.label_accuracy:.1%} of the samples are classified as it")
     warning = report.look_alike()
     if warning:
-        click.echo(f"warning: {warning}", err=True)
+        click.echo(f"Warning: {warning}", err=True)
 
 
 @main.command()
-@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", type=OutputPath(dir_okay=False), required=True, help="The page to write (.html).")
-def report(runs: tuple[Path, ...], out: Path) -> None:
-    """Compare runs on one page: curves overlaid, newest grids side by side, ranked by the final Fréchet distance."""
-    _run(lambda: _report(list(runs), out))
+@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=OutputPath(dir_okay=False),
+    required=True,
+    help="The page to write (.html); plotly.min.js goes beside it.",
+)
+def report(folders: tuple[Path, ...], out: Path) -> None:
+    """Compare every run in or below FOLDERS (run folders, folders of runs, sweeps) on one page: curves overlaid,
+    newest grids side by side, ranked by the final Fréchet distance."""
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise click.BadParameter(f"{out} is no page name: end it in .html", param_hint="'--out'")
+    _run(lambda: _report(list(folders), out))
 
 
-def _report(runs: list[Path], out: Path) -> None:
-    from job.report import write_comparison
+def _report(folders: list[Path], out: Path) -> None:
+    from job.report import compare
 
-    write_comparison(runs, out)
-    click.echo(f"compared {len(runs)} runs in {out}", err=True)
+    runs = compare(folders, out)
+    click.echo(f"compared {plural(len(runs), 'run')} in {out}", err=True)
 
 
 @main.command(
@@ -324,7 +369,7 @@ def sweep(
 def _sweep(sweep_file, out, parallel, gpus, index, list_only, train_options) -> None:
     from click.core import ParameterSource
 
-    from job.sweep import SweepError, describe, load_sweep, run_index, run_sweep
+    from job.sweep import SweepError, check_steps_done, describe, load_sweep, run_index, run_sweep
 
     given = train.make_context("gan-job train", ["--out", str(out), *train_options])
     overrides = {
@@ -338,7 +383,9 @@ def _sweep(sweep_file, out, parallel, gpus, index, list_only, train_options) -> 
             click.echo(f"{number}\t{variation.name}\t{' '.join(variation.arguments(train))}")
         return
     if index is not None and index >= len(variations):
-        raise SweepError(f"--index {index}: {sweep_file} has {len(variations)} variations (0..{len(variations) - 1})")
+        count = plural(len(variations), "variation")
+        raise SweepError(f"--index {index}: {sweep_file} has {count} (0..{len(variations) - 1})")
+    check_steps_done(variations if index is None else [variations[index]], train, out)
     with signals.deferred() as stop:  # a signal is passed on to the trainings, which checkpoint and exit
         if index is not None:
             codes = {variations[index].name: run_index(variations, index, out, train, stop)}

@@ -110,7 +110,10 @@ class TrainConfig:
     )
     steps: int = option(50_000, min=1, help="Training steps in all.", resumable=True)
     batch: int = option(
-        32, min=1, help="Images per step: half real and half generated for the discriminator, all for the generator."
+        32,
+        min=1,
+        help="Images per step, an even number: half real and half generated for the discriminator, all for the "
+        "generator.",
     )
     latent_dim: int = option(100, min=1, max=MAX_LATENT_DIM, help="Size of the generator's input.")
     checkpoint_minutes: float = option(
@@ -147,7 +150,11 @@ class TrainConfig:
         help="Sample and export a moving average of the generator's weights.",
         default_text="as the preset: on for default, off for seed",
     )
-    quality: bool = option(True, help="Measure sample quality at every checkpoint.", resumable=True)
+    quality: bool = option(
+        True,
+        help="Measure sample quality (Fréchet distance, classes covered) with every sample grid (--sample-every).",
+        resumable=True,
+    )
     quality_samples: int = option(
         1000, min=10, max=MAX_SAMPLES, help="Samples per quality measurement.", resumable=True
     )

@@ -120,6 +120,8 @@ def _read(path: Path, image_size: tuple[int, int] | None, channels: int | None) 
         arrays = _read_npz(path)
         names = arrays.pop("class_names", None)
         return arrays, () if names is None else tuple(str(n) for n in names)
+    if not path.is_dir():  # a device, a socket, a pipe
+        raise DataError(f"{path} is neither a file nor a folder: give a .npz file or a folder of images")
     if any(_find_idx_file(path, stem) for stem in IDX_NAMES.values()):
         return _read_idx_folder(path), ()
     return _read_image_folder(path, image_size, channels)
@@ -199,10 +201,25 @@ def _from_keras_download(name: str) -> dict[str, np.ndarray]:
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
+NPZ_MAGIC = b"PK\x03\x04"  # a .npz is a zip file of .npy arrays
+
+
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with open(path, "rb") as file:
+            is_zip = file.read(len(NPZ_MAGIC)) == NPZ_MAGIC
+    except OSError as error:
+        raise DataError(f"cannot read {path}: {error.strerror or error}") from error
+    if not is_zip:  # numpy would call it pickled data and suggest allow_pickle, which must never be taken
+        raise DataError(f"cannot read {path}: it is not a .npz file (a zip of numpy arrays, as numpy.savez writes)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
+    except ValueError as error:
+        if "allow_pickle" not in str(error):
+            raise DataError(f"cannot read {path} as a .npz file: {error}") from error
+        # an array of Python objects: loading one runs code from the file, which is never done
+        raise DataError(f"cannot read {path}: it holds arrays of Python objects; save numeric arrays") from error
     except Exception as error:
         raise DataError(f"cannot read {path} as a .npz file: {error}") from error
 

@@ -15,6 +15,7 @@ import tensorflow as tf
 from job import __version__, signals
 from job.config import TrainConfig
 from job.errors import ExportError
+from job.rundir import exported_step as exported_step  # read where the run folder is read, without TensorFlow
 from serving import triton
 from serving.files import atomic_write_bytes
 from serving.model import (
@@ -89,16 +90,6 @@ def metadata(config: TrainConfig, data_set: dict, step: int, clusters: int = 0) 
         "version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def exported_step(path: Path) -> int | None:
-    """The training step of the model exported at `path`, from its metadata; None when there is none, or no model
-    that says."""
-    try:
-        props = {prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props}
-        return int(props["step"])
-    except Exception:  # missing, truncated or foreign: onnx and int() raise several kinds
-        return None
 
 
 def _name_batch_dimension(model: onnx.ModelProto) -> None:

@@ -22,6 +22,10 @@ from serving.images import grid, to_uint8
 
 log = logging.getLogger(__name__)
 
+# Keys of a metrics line that say when and in which start it was written, not what was measured: no TensorBoard scalar.
+WALL_TIME = "wall_time"  # Unix time, in seconds, when the line was written
+START_STEP = "start_step"  # on the first line of each start (and on the timings line): the step that start began from
+
 
 def save_grid(images: np.ndarray, path: Path) -> np.ndarray:
     """Images in [-1, 1] as a 4x4 (or squarer) grid PNG, written atomically; returns the uint8 grid."""
@@ -82,7 +86,7 @@ class MetricsLog:
                     for index, item in enumerate(value):
                         if item is not None:  # ... where it was measured
                             tf.summary.scalar(f"{name}/{index}", item)
-                elif name != "step":
+                elif name not in ("step", WALL_TIME, START_STEP):
                     tf.summary.scalar(name, value)
 
     def image(self, step: int, picture: np.ndarray) -> None:
@@ -103,7 +107,7 @@ def write_model_summaries(run: RunDir, models: list[keras.Model]) -> None:
         text.write("\n")
     atomic_write_text(run.model_txt, text.getvalue())
     if importlib.util.find_spec("pydot") is None or shutil.which("dot") is None:
-        log.info("pydot or graphviz not installed: no model diagrams (model.txt has the summaries)")
+        log.debug("pydot or graphviz not installed: no model diagrams (model.txt has the summaries)")
         return
     for model in models:
         try:

@@ -2,13 +2,15 @@
 shares and, for conditional models, how often a sample is the class asked for.
 
 The classifier is trained once per data set (keyed by a fingerprint of the training arrays) and cached as a .keras
-file, in the run directory during training, beside the model for `gan-job evaluate`.
+file in the user's cache folder (config.user_cache), which every run, sweep and `gan-job evaluate` shares.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +38,10 @@ SMALL_IMAGE = 16  # pixels: below this on a side, convolutions pad ("same"), or 
 # A class's variety (how far apart its samples are, over how far apart its real images are) below this: its samples
 # look alike. Collapsed conditional DCGANs measured 0.03 to 0.13, varied ones 0.84 to 0.94 (README, "Sample quality").
 LOOK_ALIKE = 0.4
+PROGRESS_SECONDS = 10  # between the log lines of the classifier's one-time training
+# A run improves when a figure beats its best before by more than this factor: two runs of the same networks measured
+# Fréchet distances up to 7.5% apart at one point (docs, "Sample quality").
+IMPROVING = 0.925
 VARIETY_IMAGES = 200  # per class, at most: the images whose mean distance to each other is taken
 
 
@@ -69,10 +75,12 @@ def load_or_train_classifier(data: ImageData, cache: Path, epochs: int | None = 
         return cached
     epochs = epochs or classifier_epochs(len(data.x_train))
     log.info(
-        "quality: training the classifier of %s on %d images, %d epochs (once per data set)",
+        "quality: training the classifier that measures sample quality (Fréchet distance, classes covered) on %s's "
+        "%d images, %d epochs. Once per data set: every later run, sweep and evaluate of it reuses %s",
         data.name,
         len(data.x_train),
         epochs,
+        path,
     )
     keras.utils.set_random_seed(seed)
     classifier = build_classifier(data.image_shape, data.num_classes)
@@ -83,7 +91,7 @@ def load_or_train_classifier(data: ImageData, cache: Path, epochs: int | None = 
         batch_size=CLASSIFIER_BATCH,
         epochs=epochs,
         verbose=0,
-        callbacks=[_StopOnSignal()],
+        callbacks=[_ClassifierProgress(epochs)],
     )
     if data.x_test is not None:
         _, accuracy = classifier.evaluate(to_unit_range(data.x_test), data.y_test, batch_size=512, verbose=0)
@@ -95,14 +103,31 @@ def load_or_train_classifier(data: ImageData, cache: Path, epochs: int | None = 
     return classifier
 
 
-class _StopOnSignal(keras.callbacks.Callback):
-    """Ends the classifier's training after the batch under way once SIGTERM or SIGINT came. The signal's own
-    Interrupted usually does; once, in a CI try on a loaded machine, a SIGTERM during this training left the
-    classifier trained to the end and cached (the job still exited 75): the Interrupted had been swallowed somewhere,
-    as signals.raise_if_requested expects of code that catches every exception."""
+class _ClassifierProgress(keras.callbacks.Callback):
+    """Logs the classifier's one-time training every PROGRESS_SECONDS (share done, time left) and ends it after the
+    batch under way once SIGTERM or SIGINT came. The signal's own Interrupted usually ends it; the check here makes
+    sure a classifier whose training a signal cut short is never cached, even where a library swallowed that
+    Interrupted (signals.raise_if_requested)."""
+
+    def __init__(self, epochs: int) -> None:
+        super().__init__()
+        self.epochs = epochs
+        self.started = self.last_logged = time.monotonic()
+        self._epoch = 0
 
     def on_train_batch_end(self, batch, logs=None) -> None:
         signals.raise_if_requested()
+        now = time.monotonic()
+        if now - self.last_logged < PROGRESS_SECONDS:
+            return
+        self.last_logged = now
+        batches = self.params.get("steps") or 1
+        done = (self._epoch * batches + batch + 1) / (self.epochs * batches)
+        left = (now - self.started) * (1 - done) / done
+        log.info("quality: classifier %.0f%% trained, about %.0f s left", 100 * done, left)
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self._epoch = epoch
 
 
 def _load_cached(path: Path) -> keras.Model | None:
@@ -123,11 +148,49 @@ def looks_alike(variety: float) -> bool:
     return variety < LOOK_ALIKE
 
 
-def collapsed(least_variety: float | None, step: int, steps: int) -> bool:
-    """Whether the least variety measured at `step` of a run of `steps` means collapse. Early samples are blurred
-    and alike in every run (the MLP's at 1,000 to 3,000 steps of 10,000 on MNIST measured 0.22 to 0.47, 0.66 at
-    4,000, 0.79 at 7,000); a class that still looks alike in the second half of its run has collapsed."""
-    return least_variety is not None and looks_alike(least_variety) and step >= steps / 2
+def collapsed(measurements: Sequence[Mapping], steps: int) -> bool:
+    """Whether the newest of a run's quality measurements (its metrics.jsonl lines, oldest first; a run of `steps`)
+    says that the generator has collapsed. The training log and report.html warn on this and on nothing else:
+
+    - a class looks alike, in the second half of the run,
+    - and has at every measurement for a quarter of the run or more,
+    - and the run has stopped improving: in the newest quarter, neither the lowest Fréchet distance nor the highest
+      least variety beats the best of the measurements before it (the first quarter left out, whose samples are
+      noise, then blobs) by more than two runs of the same networks differ (IMPROVING).
+
+    Samples look alike while a run is still blurring into shape, for long stretches. The MLP's on MNIST measured a
+    least variety of 0.22 to 0.47 at 1,000 to 3,000 steps of 10,000, 0.66 at 4,000, 0.79 at 7,000. On the small test
+    set, over 2,000 steps, the MLP measured 0.23 to 0.38 at every measurement from step 400 to 1,800 and the
+    conditional MLP 0.29 to 0.38 from 500 to 1,800, while their distances kept reaching new lows (or, over a plateau
+    of 500 steps, the variety rose); both ended at 0.42 to 0.49. A 400-step run's samples first looked alike at its
+    last measurement (0.35), as blobs after noise. Collapsed conditional DCGANs measured 0.03 to 0.13."""
+    measured = [line for line in measurements if _finite(line.get("frechet_distance")) and _is_step(line.get("step"))]
+    alike = [_finite(line.get("least_variety")) and looks_alike(line["least_variety"]) for line in measured]
+    if not measured or not alike[-1] or measured[-1]["step"] < steps / 2:
+        return False
+    step, quarter = measured[-1]["step"], steps / 4
+    streak = len(alike) - alike[::-1].index(False) if False in alike else 0  # where it began to look alike
+    if step - measured[streak]["step"] < quarter:
+        return False
+    recent = [line for line in measured if step - quarter < line["step"]]
+    earlier = [line for line in measured if quarter < line["step"] <= step - quarter]
+    if not earlier:
+        return False
+
+    def best(lines: list[Mapping], key: str, pick) -> float:
+        return pick((line[key] for line in lines if _finite(line.get(key))), default=0.0)
+
+    closer = best(recent, "frechet_distance", min) < IMPROVING * best(earlier, "frechet_distance", min)
+    more_varied = IMPROVING * best(recent, "least_variety", max) > best(earlier, "least_variety", max)
+    return not (closer or more_varied)
+
+
+def _is_step(value: object) -> bool:
+    return type(value) is int and value >= 0  # bool is an int too
+
+
+def _finite(value: object) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -162,10 +225,11 @@ class QualityReport:
         if self.least_varied is None or not looks_alike(self.least_varied[1]):
             return None
         label, variety = self.least_varied
+        name = self.class_name(label)
         return (
-            f"the samples of class {self.class_name(label)} look alike (variety {variety:.3f}, below {LOOK_ALIKE}: "
-            f"their distance to each other over its real images', 1 as varied as the data): the generator may draw "
-            f"it as a few images repeated; look at the sample grids"
+            f"the samples of class {name} look alike: their variety is {variety:.2f}, below {LOOK_ALIKE} (1: as varied "
+            f"as the real images of {name}). The generator may draw it as a few images repeated; look at the sample "
+            "grids"
         )
 
     def record(self) -> dict:
@@ -275,12 +339,17 @@ class GanQualityMeter(QualityMeter):
 
 def evaluate_model(model_path: Path, data_source: str | None, samples: int, seed: int, cache: Path) -> QualityReport:
     """The quality of an exported generator (`gan-job evaluate`): `samples` images from latents drawn with `seed`,
-    a conditional model's cycling through the classes, against `data_source` (the model's own Keras data set when
-    None) made to the model's image shape, as the run's --image-size and --channels made it. Raises serving's
-    ModelError for a file that is no generator, DataError for data it cannot be measured against."""
+    a conditional model's cycling through the classes, against `data_source` made to the model's image shape, as the
+    run's --image-size and --channels made it. Without `data_source`: the data the model's run recorded (config.json
+    beside the model; rundir.data_of), else the model's own Keras data set. Raises serving's ModelError for a file
+    that is no generator, DataError for data it cannot be measured against, ConfigError when the data its run recorded
+    is gone."""
+    from job.rundir import data_of
+
     generator = Generator(model_path)
     height, width, channels = generator.image_shape
-    data = load_data(data_source or _keras_set_of(generator), image_size=(height, width), channels=channels)
+    source = data_source or data_of(model_path) or _keras_set_of(generator)
+    data = load_data(source, image_size=(height, width), channels=channels)
     check_measurable(data, generator.image_shape)
     real = reference_images(data)  # refuses data too small to measure, before the classifier's training
     meter = QualityMeter(load_or_train_classifier(data, cache), real, data.class_names)
@@ -290,6 +359,7 @@ def evaluate_model(model_path: Path, data_source: str | None, samples: int, seed
 
 
 def _keras_set_of(generator: Generator) -> str:
+    """The data set a model without its run is measured against: its metadata's, when that names a Keras one."""
     if generator.data_name not in KERAS_SETS:
         if not generator.num_classes:  # its own data cannot be measured against: the classifier needs labels
             raise DataError(
@@ -305,4 +375,7 @@ def check_measurable(data: ImageData, image_shape: tuple[int, ...]) -> None:
     if tuple(image_shape) != data.image_shape:
         raise DataError(f"the model draws images of {tuple(image_shape)}, {data.name}'s are {data.image_shape}")
     if not data.measurable:
-        raise DataError(f"{data.name} has no labels (or one class): quality is measured through a classifier of them")
+        raise DataError(
+            f"{data.name} is unlabelled data (or of one class): quality is measured through a classifier of its "
+            "classes, so pass labelled data of the same kind of images with --data"
+        )

@@ -17,10 +17,19 @@ from pathlib import Path
 
 import filelock
 
-from job.config import ConfigError, TrainConfig, check_recorded, user_cache
+from job.config import ConfigError, TrainConfig, check_recorded, default_of, user_cache
 from job.data import KERAS_SETS, MIN_SIDE, ImageData, class_mask, load_data, reference_set
 from job.memory import check_room_for_samples
-from serving.files import CHECKPOINTS_FOLDER, CLUSTERS_FILE, CONFIG_FILE, LOCK_FILE, METRICS_FILE, RUN_MODEL
+from serving.files import (
+    BEST_FOLDER,
+    BEST_SUMMARY,
+    CHECKPOINTS_FOLDER,
+    CLUSTERS_FILE,
+    CONFIG_FILE,
+    LOCK_FILE,
+    METRICS_FILE,
+    RUN_MODEL,
+)
 from serving.model import CHANNELS, MAX_CLASSES, MAX_SIDE, class_listing, first_line
 
 log = logging.getLogger(__name__)
@@ -72,6 +81,20 @@ class RunDir:
     def finished(self) -> bool:
         """The run wrote its final models."""
         return self.generator.exists() or self.onnx.exists()
+
+    def finished_at(self) -> int | None:
+        """The step the run finished at: every step its config.json asks for trained (a checkpoint of that step) and
+        the models of that step saved (generator.keras, and generator.onnx saying that step). None while a start
+        would find work left there (steps to train, an export to write) or no run; ConfigError when config.json or
+        the checkpoints cannot be read. Reads only, without TensorFlow."""
+        saved = self.saved_config()
+        if saved is None:
+            return None
+        steps = saved.get("steps", default_of("steps"))
+        done = steps_on_disk(self.checkpoints)
+        if not done or done[-1] != steps or not self.generator.exists() or exported_step(self.onnx) != steps:
+            return None
+        return steps
 
     def sample(self, step: int) -> Path:
         return self.samples / SAMPLE_GRID.format(step)
@@ -151,6 +174,42 @@ def steps_on_disk(folder: Path) -> list[int]:
     return sorted(int(match.group(1)) for match in found if match)
 
 
+def exported_step(path: Path) -> int | None:
+    """The training step of the model exported at `path`, from its metadata; None when there is none, or no model
+    that says."""
+    import onnx  # here: only a start that may have nothing to do reads a model
+
+    try:
+        props = {prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props}
+        return int(props["step"])
+    except Exception:  # missing, truncated or foreign: onnx and int() raise several kinds
+        return None
+
+
+def finished_already(config: TrainConfig) -> int | None:
+    """The step the run in config.out finished at, when a start of `config` (not forced) has nothing to do there: the
+    run is of config's defining settings and steps, and finished (RunDir.finished_at). The options a resume may
+    change besides --steps (how often to sample, ...) play no part: no step is left for them to act on. Data given
+    from another place must be the run's own, as for a resume (check_same_data). None otherwise; ConfigError for a
+    config.json that cannot be read, or other data. Reads only, without TensorFlow."""
+    run = RunDir(config.out)
+    saved = run.saved_config()
+    if saved is None or saved.get("steps", default_of("steps")) != config.steps or config.differences(saved):
+        return None
+    done = run.finished_at()
+    if done is not None and not _same_place(config.data, run, saved):
+        check_same_data(run, config, load_data(config.data, config.image_hw, config.channels))
+    return done
+
+
+def _same_place(data: str, run: RunDir, saved: dict) -> bool:
+    """Whether --data names the data where the run recorded it (then it is the run's: a resume checked it)."""
+    if data == saved.get("data"):
+        return True
+    recorded = _recorded_path(run.root, saved, "data")
+    return recorded is not None and Path(data).resolve() == recorded.resolve()
+
+
 @contextlib.contextmanager
 def claimed(config: TrainConfig, force: bool) -> Iterator[tuple[RunDir, ImageData]]:
     """The run folder of `config`, locked for this start and checked to hold no other run (other settings, other
@@ -217,6 +276,21 @@ def check_resumable(run: RunDir, config: TrainConfig) -> None:
         raise ConfigError(
             f"{run.root} holds a run with another configuration ({'; '.join(differences)}); "
             "choose another --out, or --force to start a new run there"
+        )
+    try:
+        check_steps(run, config)
+    except ConfigError as error:
+        raise ConfigError(f"{error}, or --force to start a new run there") from error
+
+
+def check_steps(run: RunDir, config: TrainConfig) -> None:
+    """Refuse --steps fewer than the run in `run` has trained: it would end where it is, on a configuration that
+    says otherwise. Reads only, without TensorFlow."""
+    done = steps_on_disk(run.checkpoints) if run.checkpoints.is_dir() else []
+    if done and done[-1] > config.steps:
+        raise ConfigError(
+            f"{run.root} holds a run at step {done[-1]:,}: --steps {config.steps:,} is fewer; give --steps "
+            f"{done[-1]} or more"
         )
 
 
@@ -362,20 +436,40 @@ def clusters_of(saved: dict, path: Path) -> int:
     return recorded
 
 
-def classifier_cache_of(model: Path) -> Path:
-    """Where `gan-job evaluate` caches the quality classifier for `model` when not told. A run's model (config.json
-    beside it): the cache the run recorded, if it is still there (a relative one taken from the folder the run was
-    started in, which its recorded --out tells); else, and for a model without its run, the user's cache."""
-    run = RunDir(model.parent.resolve())
+def _run_of(model: Path) -> tuple[RunDir, dict] | None:
+    """The run an exported model belongs to (config.json beside it, wherever it is looked at from; for a sweep's
+    best/ copy, the run its summary names beside best/) and its config.json; None for a model without its run, and
+    (said) for one whose config.json cannot be read."""
+    folder = model.parent.resolve()
+    run = RunDir(_best_run_of(folder) or folder)
     try:
         saved = run.saved_config()
     except ConfigError as error:
         log.warning("%s; taking the model as one without its run", error)
-        saved = None
-    default = user_cache()
-    if saved is None:
+        return None
+    return None if saved is None else (run, saved)
+
+
+def _best_run_of(folder: Path) -> Path | None:
+    """The run folder a sweep's best/ names (its summary's first line, a folder beside best/); None elsewhere."""
+    if folder.name != BEST_FOLDER or (folder / CONFIG_FILE).exists():
+        return None
+    try:
+        name = (folder / BEST_SUMMARY).read_text(encoding="utf-8").partition("\n")[0].strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return folder.parent / name if name and Path(name).name == name else None
+
+
+def classifier_cache_of(model: Path) -> Path:
+    """Where `gan-job evaluate` caches the quality classifier for `model` when not told. A run's model (config.json
+    beside it): the cache the run recorded, if it is still there (a relative one taken from the folder the run was
+    started in, which its recorded --out tells); else, and for a model without its run, the user's cache."""
+    found, default = _run_of(model), user_cache()
+    if found is None:
         return default
-    recorded = _recorded_cache(run.root, saved)
+    run, saved = found
+    recorded = _recorded_path(run.root, saved, "quality_cache")
     if recorded is not None and recorded.is_dir():
         return recorded
     if recorded is not None and recorded != default:
@@ -383,10 +477,38 @@ def classifier_cache_of(model: Path) -> Path:
     return default
 
 
-def _recorded_cache(root: Path, saved: dict) -> Path | None:
-    """The quality cache config.json records, absolute; None where it cannot be placed (a relative path of a run
+def data_of(model: Path) -> str | None:
+    """The data `gan-job evaluate` measures `model` against when not told: for a run's model, the data its run
+    recorded (recorded_data); None for a model without its run."""
+    found = _run_of(model)
+    return None if found is None else recorded_data(*found, "measure against")
+
+
+def recorded_data(run: RunDir, saved: dict, purpose: str) -> str:
+    """The --data a run recorded in config.json (`saved`): a Keras data set's name, or a path that is still there (a
+    relative one taken from the folder the run was started in, which its recorded --out tells). ConfigError, naming
+    the recorded path and asking for --data (the data to `purpose`), when that path is gone or cannot be placed."""
+    recorded = saved.get("data") or "mnist"  # runs from before data sets had names: Keras' MNIST
+    if recorded in KERAS_SETS:
+        return recorded
+    path = _recorded_path(run.root, saved, "data")
+    if path is None:  # relative to the folder the run was started in, which its recorded --out does not tell
+        raise ConfigError(
+            f"{run.config} records --data {recorded} relative to the folder the run was started in, which its "
+            f"--out {saved.get('out')} does not tell: pass the data to {purpose} with --data"
+        )
+    if not path.exists():
+        where = "" if str(path) == recorded else f" ({path})"
+        raise ConfigError(
+            f"{run.config} records --data {recorded}, which is not there{where}: pass the data to {purpose} with --data"
+        )
+    return str(path)
+
+
+def _recorded_path(root: Path, saved: dict, key: str) -> Path | None:
+    """A path config.json records (under `key`), absolute; None where it cannot be placed (a relative path of a run
     whose recorded --out does not end its folder's path: moved since)."""
-    recorded, out = saved.get("quality_cache"), saved.get("out")
+    recorded, out = saved.get(key), saved.get("out")
     if not isinstance(recorded, str) or not isinstance(out, str):
         return None
     if Path(recorded).is_absolute():

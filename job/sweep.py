@@ -33,9 +33,11 @@ from typing import TYPE_CHECKING
 import click
 import yaml
 
+from job.config import ConfigError, TrainConfig
 from job.errors import EXIT_INTERRUPTED
-from job.rundir import RunDir
-from serving.files import RUN_MODEL, atomic_write, atomic_write_text
+from job.rundir import RunDir, check_steps, finished_already
+from serving.files import BEST_FOLDER, BEST_SUMMARY, RUN_MODEL, atomic_write, atomic_write_text
+from serving.oneline import plural
 
 if TYPE_CHECKING:
     from job.report import Run  # job.report loads Keras: a sweep file is checked without it
@@ -137,7 +139,7 @@ def _check_count(path: Path, vary: dict, runs: list) -> None:
     count = (math.prod(len(values) for values in vary.values()) if vary else 0) + len(runs)
     if count > MAX_VARIATIONS:
         sizes = " x ".join(f"{len(values)} {key.replace('_', '-')}" for key, values in vary.items())
-        parts = [part for part in (sizes, f"{len(runs)} runs" if runs else "") if part]
+        parts = [part for part in (sizes, plural(len(runs), "run") if runs else "") if part]
         raise SweepError(
             f"{path} makes {count:,} variations ({' + '.join(parts)}), more than a sweep's {MAX_VARIATIONS:,}: "
             "vary fewer settings, or split it into several sweeps"
@@ -146,13 +148,26 @@ def _check_count(path: Path, vary: dict, runs: list) -> None:
 
 def check(variation: Variation, command: click.Command) -> None:
     """Parse the variation with the train command itself: types, ranges, choices and the configuration's rules."""
-    from job.config import ConfigError, TrainConfig
+    config_of(variation, command, Path(variation.name))
 
-    arguments = ["--out", variation.name, *variation.arguments(command)]
+
+def check_steps_done(variations: list[Variation], command: click.Command, out: Path) -> None:
+    """Refuse, before any training starts, a sweep that asks a run in OUT for fewer steps than it has trained."""
+    for variation in variations:
+        try:
+            check_steps(RunDir(out / variation.name), config_of(variation, command, out / variation.name))
+        except ConfigError as error:
+            raise SweepError(f"run {variation.name}: {error}") from error
+
+
+def config_of(variation: Variation, command: click.Command, out: Path) -> TrainConfig:
+    """The configuration `gan-job train --out OUT` of the variation runs with, parsed by the train command itself;
+    SweepError naming the variation when it cannot run."""
+    arguments = ["--out", str(out), *variation.arguments(command)]
     try:
         context = command.make_context("gan-job train", arguments)
         params = {key: value for key, value in context.params.items() if key != "force"}
-        TrainConfig(**params)
+        return TrainConfig(**params)
     except (click.ClickException, ConfigError) as error:
         message = error.format_message() if isinstance(error, click.ClickException) else str(error)
         raise SweepError(f"run {variation.name}: {message}") from error
@@ -173,7 +188,7 @@ def _options(values: object, command: click.Command, where: str, lists: bool = F
         if name == "force":
             raise SweepError(f"{where}: {key}: {FORCE_REFUSED}")
         if lists and (not isinstance(value, list) or not value):
-            raise SweepError(f"{where}: {key} must be a list of values")
+            raise SweepError(f"{where}: {key} must be a list of values, one or more")
         for item in value if lists else [value]:
             if item is None or isinstance(item, dict | list):
                 raise SweepError(f"{where}: {key} must be one value, got {item!r}")
@@ -214,7 +229,13 @@ class Trainings:
             threading.Thread(target=lambda: (stop.wait(), self.stop()), daemon=True).start()
 
     def run(self, variation: Variation, to_log_file: bool = True) -> int:
-        """Train one variation into OUT/<name>; its output into OUT/logs/<name>.log or ours. Returns its exit code."""
+        """Train one variation into OUT/<name>; its output into OUT/logs/<name>.log or ours. Returns its exit code. A
+        variation whose run has nothing left to do (finished with these settings) starts no process."""
+        done = self.finished_at(variation)
+        if done is not None:
+            log.info("%s: already finished at step %d: nothing to do", variation.name, done)
+            record_outcome(self.out, variation.name, 0)
+            return 0
         arguments = [*TRAIN, "--out", str(self.out / variation.name), *variation.arguments(self.command)]
         log_path = self.out / "logs" / f"{variation.name}.log"
         if to_log_file:
@@ -246,6 +267,14 @@ class Trainings:
         record_outcome(self.out, variation.name, code)
         log.info("%s: %s", variation.name, "done" if code == 0 else describe(code))
         return code
+
+    def finished_at(self, variation: Variation) -> int | None:
+        """The step the variation's run finished at, when its `gan-job train` would have nothing to do there
+        (rundir.finished_already); None when it would, or when its folder cannot say (the training then tells why)."""
+        try:
+            return finished_already(config_of(variation, self.command, self.out / variation.name))
+        except (ConfigError, SweepError):
+            return None
 
     def stop(self) -> None:
         with self._lock:
@@ -280,6 +309,8 @@ def describe(code: int) -> str:
     if code < 0:
         with contextlib.suppress(ValueError):
             return f"killed by {signal.Signals(-code).name}"
+    if code == EXIT_INTERRUPTED:
+        return "interrupted"
     return f"exit code {code}"
 
 
@@ -307,16 +338,18 @@ def run_sweep(
     stop: threading.Event | None = None,
     gpus: list[str] | None = None,
 ) -> dict[str, int]:
-    """Train every variation, `parallel` at a time, then write the comparison and best/; returns each exit code.
+    """Train every variation, `parallel` at a time, then write the comparison and best/ unless they are current;
+    returns each exit code.
 
-    A run that finished before is not trained again (its `gan-job train` says so); one that stopped resumes.
+    A run that finished before is not trained again (no process is started for it); one that stopped resumes.
     With `gpus`, each run sees one of them (CUDA_VISIBLE_DEVICES), and no two runs share one.
     """
     out.mkdir(parents=True, exist_ok=True)
     trainings = Trainings(command, out, stop, gpus)
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         codes = list(pool.map(trainings.run, variations))
-    finish_sweep(variations, out)
+    if not comparison_current(variations, out):
+        finish_sweep(variations, out)
     return dict(zip((variation.name for variation in variations), codes, strict=True))
 
 
@@ -328,7 +361,7 @@ def run_index(
     write the same files, each atomically); a pod interrupted is retried, so it leaves that to a later one."""
     out.mkdir(parents=True, exist_ok=True)
     code = Trainings(command, out, stop).run(variations[index], to_log_file=False)
-    if code != EXIT_INTERRUPTED and all_ended(variations, out):
+    if code != EXIT_INTERRUPTED and all_ended(variations, out) and not comparison_current(variations, out):
         finish_sweep(variations, out)
     return code
 
@@ -344,27 +377,36 @@ def finish_sweep(variations: list[Variation], out: Path) -> Run | None:
     runs = [run for run in (_readable_run(out / variation.name) for variation in variations) if run is not None]
     if runs:
         write_comparison([run.root for run in runs], out / "report.html")
-        log.info("compared %d runs in %s", len(runs), out / "report.html")
+        log.info("compared %s in %s", plural(len(runs), "run"), out / "report.html")
     failed = failures(variations, out)
     if failed:
         log.warning("runs that failed: %s", ", ".join(f"{name} ({how})" for name, how in failed.items()))
-    finished = [run for run in runs if is_finished(run)]
+    finished = [run for run in runs if is_finished(run.root)]
     if not finished:
         return None
     best = ranked(finished)[0]
-    with atomic_write(out / "best" / RUN_MODEL) as file, open(RunDir(best.root).onnx, "rb") as source:
+    with atomic_write(out / BEST_FOLDER / RUN_MODEL) as file, open(RunDir(best.root).onnx, "rb") as source:
         shutil.copyfileobj(source, file)
-    quality = best.quality or {}
-    summary = f"{best.name}\nFréchet distance {quality.get('frechet_distance')}\n"
-    with atomic_write(out / "best" / "run.txt") as file:
-        file.write(summary.encode("utf-8"))
-    log.info(
-        "best run: %s (Fréchet distance %s); its generator is in %s",
-        best.name,
-        quality.get("frechet_distance"),
-        out / "best",
-    )
+    with atomic_write(out / BEST_FOLDER / BEST_SUMMARY) as file:
+        file.write(best_summary(best).encode("utf-8"))
+    log.info("best run: %s (%s); its generator is in %s", best.name, _distance(best), out / BEST_FOLDER)
     return best
+
+
+def best_summary(best: Run) -> str:
+    """best/run.txt: the best run's name on the first line, then its folder, step and quality, rounded as shown."""
+    quality = best.quality or {}
+    lines = [best.name, f"folder: {best.root}", f"step: {best.step:,}", _distance(best)]
+    if isinstance(quality.get("classes_covered"), int):
+        lines.append(f"classes covered: {quality['classes_covered']} of {len(quality.get('class_shares') or [])}")
+    return "\n".join(lines) + "\n"
+
+
+def _distance(run: Run) -> str:
+    distance = (run.quality or {}).get("frechet_distance")
+    return (
+        f"Fréchet distance: {distance:.2f}" if isinstance(distance, int | float) else "Fréchet distance: not measured"
+    )
 
 
 def _readable_run(root: Path) -> Run | None:
@@ -380,17 +422,42 @@ def _readable_run(root: Path) -> Run | None:
     return run
 
 
-def is_finished(run: Run) -> bool:
-    return isinstance(run.steps, int) and run.step >= run.steps and RunDir(run.root).onnx.exists()
+def is_finished(root: Path) -> bool:
+    """The run in `root` finished (RunDir.finished_at); one whose folder cannot say has not."""
+    try:
+        return RunDir(root).finished_at() is not None
+    except ConfigError:
+        return False
 
 
 def all_ended(variations: list[Variation], out: Path) -> bool:
     """Every variation's run finished or failed: nothing is left for a pod to do."""
     failed = failures(variations, out)
-    ended = (variation.name in failed or _finished(out / variation.name) for variation in variations)
-    return all(ended)
+    return all(variation.name in failed or is_finished(out / variation.name) for variation in variations)
 
 
-def _finished(root: Path) -> bool:
-    run = _readable_run(root)
-    return run is not None and is_finished(run)
+COMPARISON = ("report.html", f"{BEST_FOLDER}/{RUN_MODEL}", f"{BEST_FOLDER}/{BEST_SUMMARY}")  # what finish_sweep writes
+
+
+def comparison_current(variations: list[Variation], out: Path) -> bool:
+    """OUT's comparison and best/ were written after the last change to every run and failure they are made of: a
+    re-run that changed nothing (its runs all finished before) leaves them as they are, and loads no TensorFlow."""
+    try:
+        written = min((out / name).stat().st_mtime_ns for name in COMPARISON)
+    except OSError:  # not written yet, or not all of it
+        return False
+    runs = [RunDir(out / variation.name) for variation in variations]
+    inputs = [path for run in runs for path in (run.config, run.metrics, run.onnx)]
+    inputs += [out / FAILED / variation.name for variation in variations]
+    current = all(_modified(path) <= written for path in inputs)
+    if current:
+        log.info("%s and %s are up to date: left as they are", out / "report.html", out / BEST_FOLDER)
+    return current
+
+
+def _modified(path: Path) -> int:
+    """A file's modification time in ns; 0 for one that is not there."""
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0

@@ -56,7 +56,9 @@ class Timings:
         """One log line."""
         record = self.record()
         parts = ", ".join(f"{name.replace('_', ' ')} {record[f'{name}_s']:.1f}s" for name in (*PARTS, "other"))
-        line = f"{record['total_s']:.1f}s in all: {parts}"
-        if record["overhead_ratio"] is not None:
-            line += f"; {record['overhead_ratio']:.2f}x the training calls"
-        return line + f"; quality classifier {record[f'{APART}_s']:.1f}s apart"
+        line = f"this start took {record['total_s']:.1f}s: {parts}"
+        if record[f"{APART}_s"]:  # trained once per data set, else loaded
+            line += f", quality classifier {record[f'{APART}_s']:.1f}s"
+        if record["overhead_ratio"] is not None:  # what the run spent beside its steps, the classifier apart
+            line += f"; all but the training steps and the classifier added {record['overhead_ratio'] - 1:.0%}"
+        return line

@@ -24,7 +24,15 @@ from job.export import export_onnx, exported_step, metadata
 from job.gan import SAMPLE_GRID, Gan, TrainStep, build_gan, make_deterministic, sample_images
 from job.memory import check_fits
 from job.models import ARCHITECTURES, conditioning_strength
-from job.outputs import MetricsLog, append_record, save_grid, save_keras_atomically, write_model_summaries
+from job.outputs import (
+    START_STEP,
+    WALL_TIME,
+    MetricsLog,
+    append_record,
+    save_grid,
+    save_keras_atomically,
+    write_model_summaries,
+)
 from job.quality import GanQualityMeter, QualityReport, collapsed, load_or_train_classifier
 from job.report import kept_current
 from job.rundir import RunDir, claimed, clusters_of, config_json
@@ -150,7 +158,7 @@ def train_claimed(
             save_final_models(gan, config, data, run)
         signals.work_done()  # the run is finished: a signal now leaves its bookkeeping whole and its report finished
         log.info("timings: %s", timings.summary())
-        append_record(run.metrics, {"step": int(gan.step.numpy()), "timings": timings.record()})
+        append_record(run.metrics, {"step": int(gan.step.numpy()), START_STEP: start, "timings": timings.record()})
     return gan
 
 
@@ -187,6 +195,7 @@ class TrainingLoop:
         train_steps = self.train_step.compiled()
         metrics = MetricsLog(self.run, resume_step=start)
         step = start
+        first_line = True  # of this start
         call_length, interval = CallLength(), Interval()
         self.last_checkpoint = time.monotonic()
         try:
@@ -226,10 +235,12 @@ class TrainingLoop:
                     if self.meter is not None and sample_now:
                         with timings.part("quality"):
                             quality = self.meter.measure_gan(gan)
-                    metrics.write(progress.record() | (quality.record() if quality else {}))
+                    record = progress.record() | self._line_facts(start, first_line)
+                    metrics.write(record | (quality.record() if quality else {}))
+                    first_line = False
                     self.on_progress(progress)
                     if quality:
-                        _log_quality(step, config.steps, quality)
+                        _log_quality(step, config.steps, quality, self.run.records())
                 if self._checkpoint_due(step):
                     self._checkpoint(step)
                 if sample_now:
@@ -239,6 +250,16 @@ class TrainingLoop:
                 self.on_advance(step)
         finally:
             metrics.close()
+
+    def _line_facts(self, start: int, first_line: bool) -> dict:
+        """What a metrics line records beside its measurements: when it was written, both optimizers' learning rate
+        in the line's last step, and on the first line of each start the step that start began from."""
+        facts = {
+            WALL_TIME: round(time.time(), 3),
+            "d_learning_rate": float(self.gan.d_optimizer.learning_rate.numpy()),
+            "g_learning_rate": float(self.gan.g_optimizer.learning_rate.numpy()),
+        }
+        return facts | ({START_STEP: start} if first_line else {})
 
     def _checkpoint_due(self, step: int) -> bool:
         """After the last step, every --checkpoint-every steps when set, and --checkpoint-minutes after the last."""
@@ -311,7 +332,7 @@ class Interval:
 
 def _log_progress(progress: Progress) -> None:
     log.info(
-        "step %d/%d  d_loss %.4f  g_loss %.4f  d_acc %.3f  %.1f steps/s  %.0fs",
+        "step %d/%d  d_loss %.4f  g_loss %.4f  d_acc %.3f  %.1f steps/s  %.0fs of training",
         progress.step,
         progress.steps,
         progress.d_loss,
@@ -391,7 +412,8 @@ def _quality_meter(config: TrainConfig, data: ImageData) -> GanQualityMeter | No
     return GanQualityMeter(classifier, real, config.quality_samples, config.latent_dim, data.class_names)
 
 
-def _log_quality(step: int, steps: int, quality: QualityReport) -> None:
+def _log_quality(step: int, steps: int, quality: QualityReport, measurements: list[dict]) -> None:
+    """The quality line, and the collapse warning when the run's measurements so far (metrics.jsonl) call for it."""
     covered = f"{quality.classes_covered} of {len(quality.class_shares)} classes covered"
     line = f"Fréchet distance {quality.frechet_distance:.2f}, {covered}"
     if quality.label_accuracy is not None:
@@ -400,7 +422,7 @@ def _log_quality(step: int, steps: int, quality: QualityReport) -> None:
         label, variety = quality.least_varied
         line += f", least varied class {quality.class_name(label)} ({variety:.2f} of the data's variety)"
     log.info("quality at step %d: %s", step, line)
-    if quality.least_varied is not None and collapsed(quality.least_varied[1], step, steps):
+    if collapsed(measurements, steps):
         log.warning("quality at step %d: %s", step, quality.look_alike())
 
 

@@ -72,6 +72,16 @@ RUN_MARKERS = (CONFIG_FILE, LOCK_FILE)  # what a run folder holds from its start
 RUN_MODEL = "generator.onnx"
 
 
+# A sweep's best run: OUT/best/ holds a copy of its RUN_MODEL and BEST_SUMMARY, whose first line is the run's folder
+# name in OUT.
+BEST_FOLDER, BEST_SUMMARY = "best", "run.txt"
+
+
+def step_model(step: int) -> str:
+    """The name `gan-job export --step` gives a kept checkpoint's generator in its run folder, beside RUN_MODEL."""
+    return f"generator-step-{step}.onnx"
+
+
 def run_state_at(path: str | os.PathLike) -> Path | None:
     """The piece of a run's state that `path` lands on or inside (RUN/config.json, RUN/checkpoints/...), symlinks
     and `..` resolved; None when it lands on none."""

@@ -24,3 +24,8 @@ class OneLineErrors(click.Group):
             click.echo("Aborted!", err=True)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def plural(count: int, word: str) -> str:
+    """A count in a message: '1 run', '3 runs'."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from serving.files import RUN_MODEL
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # What job.gan.make_deterministic sets, here for the whole session: tests run TensorFlow before their first train().
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
@@ -176,3 +178,11 @@ def unlabelled_npz(path: Path) -> Path:
 
     np.savez(path, x_train=mnist_arrays()["x_train"])
     return path
+
+
+def recorded_run(folder: Path, **recorded: str) -> Path:
+    """A run folder whose config.json records `recorded` (e.g. out, data, quality_cache) as `gan-job train` wrote
+    them; its model's path (generator.onnx, not written)."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(recorded))
+    return folder / RUN_MODEL

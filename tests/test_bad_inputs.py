@@ -99,7 +99,13 @@ NEW_RUNS = {
     "odd batch": NewRun(["--batch", "31"], "--batch must be even"),
     "digit out of range": NewRun(["--digit", "12"], "--digit"),
     "missing data": NewRun([], "data not found", lambda folder: folder / "nothing.npz"),
-    "data that is no npz": NewRun([], "cannot read", lambda folder: _write(folder / "x.npz", b"not a zip file")),
+    "data that is no npz": NewRun(
+        [], "x.npz: it is not a .npz file", lambda folder: _write(folder / "x.npz", b"not a zip file")
+    ),
+    "an npz of Python objects": NewRun(
+        [], "it holds arrays of Python objects; save numeric arrays", lambda folder: _object_npz(folder / "x.npz")
+    ),
+    "data that is a device": NewRun([], "/dev/null is neither a file nor a folder", lambda _: Path("/dev/null")),
     "npz without x_train": NewRun([], "has no 'x_train'", lambda folder: npz_with(folder, x_train=None)),
     "images with 2 channels": NewRun(
         [], "must be uint8 images", lambda folder: npz_with(folder, x_train=np.zeros((10, 32, 32, 2), np.uint8))
@@ -157,6 +163,11 @@ NEW_RUNS = {
         lambda folder: npz_with(folder, x_test=arrays()["x_test"][:3], y_test=arrays()["y_test"][:3]),
     ),
 }
+
+
+def _object_npz(path: Path) -> Path:
+    np.savez(path, x_train=np.array([{"not": "an image"}], dtype=object))
+    return path
 
 
 def _write(path: Path, content: bytes) -> Path:
@@ -321,8 +332,11 @@ def test_a_second_start_on_the_same_folder_is_refused_and_a_killed_ones_lock_doe
     finally:
         first.kill()  # SIGKILL: no chance to release anything itself
         first.wait(timeout=60)
+    # The kill may land after a later checkpoint than step 100's: the third start asks for a step beyond the newest
+    newest = max(int(path.name.split("-")[1].split(".")[0]) for path in (out / "checkpoints").glob("ckpt-*.index"))
+    steps = str(newest + 50)
     third = run_cli(
-        "train", "--data", str(SMALL_MNIST), "--out", str(out), "--no-quality", "--steps", "100", "--log-every", "50"
+        "train", "--data", str(SMALL_MNIST), "--out", str(out), "--no-quality", "--steps", steps, "--log-every", "50"
     )
     assert third.returncode == 0, third.stderr
     assert "resuming from the checkpoint of step" in third.stderr

@@ -1,11 +1,15 @@
 """The generator leaves the job as an ONNX model that serving can rely on."""
 
+import shutil
+
 import numpy as np
 import onnx
 import onnxruntime
 import pytest
+from click.testing import CliRunner
 
 from job import export as export_module
+from job.cli import main
 from job.export import ExportError, export_onnx, metadata
 from job.rundir import data_set_of
 from tests.conftest import run_cli, short_run_config
@@ -66,6 +70,16 @@ def test_export_command_re_exports_any_kept_checkpoint(trained_run, tmp_path):
     early = onnxruntime.InferenceSession(str(tmp_path / "g200.onnx")).run(None, z)[0]
     final = onnxruntime.InferenceSession(str(out / "generator.onnx")).run(None, z)[0]
     assert not np.allclose(early, final)
+
+
+def test_an_earlier_checkpoint_exported_without_out_goes_beside_the_runs_own_model(trained_run, tmp_path):
+    run = shutil.copytree(trained_run[0], tmp_path / "run")
+    final = (run / "generator.onnx").read_bytes()
+    result = CliRunner().invoke(main, ["export", "--run", str(run), "--step", "200"])
+    assert result.exit_code == 0, result.output
+    props = {p.key: p.value for p in onnx.load(run / "generator-step-200.onnx").metadata_props}
+    assert props["step"] == "200"
+    assert (run / "generator.onnx").read_bytes() == final  # the run's final model is left as it is
 
 
 @pytest.mark.slow

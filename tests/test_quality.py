@@ -4,6 +4,7 @@ digit, and for conditional models the share classified as the digit asked for.""
 import numpy as np
 import pytest
 
+from job import quality
 from job.config import user_cache
 from job.data import load_data, reference_images, to_unit_range
 from job.quality import QualityMeter, classifier_epochs, frechet_distance, load_or_train_classifier
@@ -71,7 +72,10 @@ def test_a_class_drawn_as_one_image_repeated_is_reported_as_looking_alike(meter)
     report = quality.measure(np.concatenate([others, np.repeat(three, 60, axis=0)]))
     assert report.class_variety[3] < 0.05 and all(v > 0.7 for i, v in enumerate(report.class_variety) if i != 3)
     assert report.least_varied[0] == 3
-    assert "the samples of class 3 look alike" in report.look_alike() and "below 0.4:" in report.look_alike()
+    assert (
+        "the samples of class 3 look alike" in report.look_alike()
+        and "below 0.4 (1: as varied as the real images of 3)" in report.look_alike()
+    )
 
 
 def test_classes_with_fewer_than_two_samples_have_no_variety_and_are_not_the_least_varied(meter):
@@ -82,10 +86,16 @@ def test_classes_with_fewer_than_two_samples_have_no_variety_and_are_not_the_lea
     assert report.least_varied[0] == 7  # the lone 1 is neither measured nor covered
 
 
-def test_the_classifier_is_trained_once_per_data_set_and_cached(tmp_path, caplog):
+def test_the_classifier_is_trained_once_per_data_set_and_cached(tmp_path, caplog, monkeypatch):
     mnist = load_data(SMALL_MNIST)
     caplog.set_level("INFO")
+    monkeypatch.setattr(quality, "PROGRESS_SECONDS", 0)  # a progress line after every batch
     load_or_train_classifier(mnist, tmp_path, epochs=1)
+    # Its one-time training says what it is for, where it is kept, and how far it has come
+    assert "measures sample quality" in caplog.text and "Once per data set" in caplog.text
+    assert str(tmp_path) in caplog.text
+    progress = [record.getMessage() for record in caplog.records if "% trained" in record.getMessage()]
+    assert len(progress) == 8 and progress[-1].startswith("quality: classifier 100% trained")  # 1,000 images: 8 batches
     assert (tmp_path / f"classifier-{mnist.fingerprint()}.keras").is_file()
     caplog.clear()
     load_or_train_classifier(mnist, tmp_path, epochs=1)

@@ -2,7 +2,6 @@
 other (the per-digit Job's pods start together on one volume), a cached file that cannot be read is retrained, and
 `gan-job evaluate` of a run's model finds the cache its run used."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from job.data import load_data
 from job.errors import Interrupted
 from job.quality import load_or_train_classifier
 from job.rundir import classifier_cache_of
-from tests.conftest import SMALL_MNIST
+from tests.conftest import SMALL_MNIST, recorded_run
 
 TRAIN_INTO_CACHE = (
     "import sys; from job.data import load_data; from job.quality import load_or_train_classifier; "
@@ -58,22 +57,15 @@ def test_first_runs_side_by_side_both_succeed_and_leave_one_valid_classifier(tmp
     assert keras.models.load_model(next(tmp_path.iterdir())).name == "classifier"
 
 
-def a_run(folder: Path, out: str, quality_cache: str) -> Path:
-    """A run folder as `gan-job train --out OUT` wrote it, with the quality cache it recorded; its model's path."""
-    folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"out": out, "quality_cache": quality_cache}))
-    return folder / "generator.onnx"
-
-
 def test_evaluate_finds_a_runs_cache_from_any_folder_and_after_the_run_moved(tmp_path, monkeypatch):
     # gan-job train --out A/run1, started in tmp_path: the cache recorded as A/.quality-cache, relative
-    model = a_run(tmp_path / "A" / "run1", "A/run1", "A/.quality-cache")
+    model = recorded_run(tmp_path / "A" / "run1", out="A/run1", quality_cache="A/.quality-cache")
     (tmp_path / "A" / ".quality-cache").mkdir()
     for folder in (tmp_path, tmp_path / "A" / "run1", Path("/")):
         monkeypatch.chdir(folder)
         assert classifier_cache_of(model) == tmp_path / "A" / ".quality-cache"
     # --quality-cache Q1, relative, beside a run started in tmp_path: found from elsewhere too
-    other = a_run(tmp_path / "D" / "run", "D/run", "Q1")
+    other = recorded_run(tmp_path / "D" / "run", out="D/run", quality_cache="Q1")
     (tmp_path / "Q1").mkdir()
     assert classifier_cache_of(other) == tmp_path / "Q1"
     # moved with the folder around it, so that the relative cache cannot be placed: the user's cache
@@ -82,7 +74,7 @@ def test_evaluate_finds_a_runs_cache_from_any_folder_and_after_the_run_moved(tmp
 
 
 def test_evaluate_says_when_the_recorded_cache_is_gone_and_takes_a_bare_model_as_one_without_its_run(tmp_path, caplog):
-    model = a_run(tmp_path / "run", str(tmp_path / "run"), str(tmp_path / "kept-elsewhere"))
+    model = recorded_run(tmp_path / "run", out=str(tmp_path / "run"), quality_cache=str(tmp_path / "kept-elsewhere"))
     assert classifier_cache_of(model) == user_cache()
     assert f"{tmp_path / 'kept-elsewhere'}, is not there" in caplog.text
     (tmp_path / "bare").mkdir()

@@ -59,6 +59,8 @@ def test_the_charts_show_exactly_what_metrics_jsonl_holds(trained_run, tmp_path)
         "frechet_distance",
         "classes_covered",
         "least_variety",
+        "d_learning_rate",
+        "g_learning_rate",
     }
     for trace in traces:
         expected = [(line["step"], line[trace["meta"]]) for line in lines if trace["meta"] in line]
@@ -75,9 +77,13 @@ def test_the_charts_show_exactly_what_metrics_jsonl_holds(trained_run, tmp_path)
 def test_a_run_whose_samples_look_alike_says_so_at_the_top(trained_run, tmp_path, variety, early, warned):
     run = copy_run(trained_run[0], tmp_path / "run")
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    last = max(index for index, line in enumerate(lines) if "frechet_distance" in line)
-    assert "least_variety" in lines[last]  # every quality measurement has it
-    lines[last]["least_variety"] = variety
+    measured = [line for line in lines if "frechet_distance" in line]
+    assert measured and all("least_variety" in line for line in measured)  # every quality measurement has it
+    # As a collapsed model measures: a class that looks alike at every measurement, the distance no longer falling
+    # (job.quality.collapsed: one measurement, or a run still improving, is no collapse).
+    for line in measured:
+        line["least_variety"] = variety
+        line["frechet_distance"] = measured[-1]["frechet_distance"]
     if early:  # the same measurement, as if it were the first of a run ten times as long
         config = json.loads((run / "config.json").read_text())
         (run / "config.json").write_text(json.dumps(config | {"steps": 10 * config["steps"]}))
@@ -184,14 +190,14 @@ def test_a_finished_run_leaves_a_page_that_says_finished(trained_run):
     assert status_of(page) == FINISHED and "300 of 300" in page and "CPU" in page
 
 
-def test_while_training_the_page_says_running_and_follows_each_checkpoint(tmp_path):
+def test_while_training_the_page_says_running_and_follows_each_sample_grid(tmp_path):
     from job.train import train
     from tests.conftest import short_run_config
 
     seen = {}
 
     def look(progress) -> None:  # called at every log line
-        if progress.step == 150:  # after the checkpoint of step 100, before the one of step 200
+        if progress.step == 150:  # after the sample grid of step 100, before the one of step 200
             seen[progress.step] = (tmp_path / "report.html").read_text()
 
     train(short_run_config(tmp_path, steps=200, quality=False), on_progress=look)
@@ -205,6 +211,17 @@ def test_an_interrupted_run_says_so(tmp_path):
 
     train_until_preempted(short_run_config(tmp_path, quality=False))  # as if SIGTERM came during the first steps
     assert status_of((tmp_path / "report.html").read_text()) == INTERRUPTED
+
+
+def test_a_run_interrupted_between_two_log_lines_shows_the_step_its_checkpoint_holds(tmp_path, trained_run):
+    out, _ = trained_run
+    run = shutil.copytree(out, tmp_path / "run")
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    logged = [line for line in lines if json.loads(line)["step"] <= 100 and "timings" not in line]
+    (run / "metrics.jsonl").write_text("\n".join(logged) + "\n")  # stopped after the line of step 100 ...
+    assert (run / "checkpoints" / "ckpt-300.index").exists()  # ... and checkpointed step 300
+    assert read_run(run).step == 300
+    assert "step<b>300 of 300</b>" in write_run_report(run, INTERRUPTED).read_text()
 
 
 # --- in a browser -----------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import yaml
 
 from job.cli import train as train_command
 from job.report import Run, ranked
-from job.sweep import TRAIN, SweepError, finish_sweep, load_sweep
+from job.sweep import TRAIN, SweepError, best_summary, finish_sweep, load_sweep
 from tests.conftest import progress_records, run_cli
 
 
@@ -78,7 +78,7 @@ def test_an_unknown_key_or_value_is_refused(tmp_path, text, message):
 
 
 def fake_run(name: str, frechet_distance: float | None, classes_covered: int = 10) -> Run:
-    quality = {} if frechet_distance is None else {"frechet_distance": frechet_distance}
+    quality = {} if frechet_distance is None else {"frechet_distance": frechet_distance, "class_shares": [0.1] * 10}
     line = {"step": 100, "classes_covered": classes_covered} | quality
     return Run(Path(name), {"steps": 100}, [line])
 
@@ -98,6 +98,13 @@ def test_runs_rank_by_final_frechet_distance_then_digits_covered_then_sweep_orde
         "worse",
         "unmeasured",
     ]
+
+
+def test_the_best_runs_summary_shows_its_distance_rounded_as_the_report_does():
+    summary = best_summary(fake_run("seed-1", 3.14159265, classes_covered=9)).splitlines()
+    assert summary[0] == "seed-1"  # the first line is the run's name alone, for scripts
+    assert "Fréchet distance: 3.14" in summary and "classes covered: 9 of 10" in summary
+    assert "Fréchet distance: not measured" in best_summary(fake_run("unmeasured", None))
 
 
 @pytest.mark.slow
@@ -120,9 +127,11 @@ def test_a_sweep_trains_every_run_compares_them_and_keeps_the_best(tmp_path, sma
     page = (out / "report.html").read_text()
     assert page.index(f"<th>{best}</th>") < page.index(f"<th>{({'seed-1', 'seed-2'} - {best}).pop()}</th>")
 
+    logs = {name: (out / "logs" / f"{name}.log").read_text() for name in finals}
     again = run_cli("sweep", str(path), "--out", str(out), "--parallel", "2", "--steps", "150", timeout=600)
     assert again.returncode == 0, again.stderr
-    assert all("already finished" in (out / "logs" / f"{name}.log").read_text() for name in finals)
+    assert all(f"{name}: already finished at step 150" in again.stderr for name in finals)  # no training started
+    assert logs == {name: (out / "logs" / f"{name}.log").read_text() for name in finals}
 
 
 def test_a_bad_sweep_file_is_refused_before_anything_runs(tmp_path):

@@ -4,9 +4,9 @@ the trainings die with their sweep."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -71,7 +71,7 @@ def test_more_variations_than_the_limit_are_refused_before_they_are_made(tmp_pat
     result = refused_sweep(tmp_path, text)  # a billion variations: made one by one, this would not end
     assert_refused(
         result,
-        f"makes 1,000,000,001 variations (1000 seed x 1000 log-every x 1000 sample-every + 1 runs), more than a "
+        f"makes 1,000,000,001 variations (1000 seed x 1000 log-every x 1000 sample-every + 1 run), more than a "
         f"sweep's {MAX_VARIATIONS:,}",
     )
 
@@ -81,7 +81,7 @@ def test_the_limit_is_a_number_of_variations_from_vary_and_runs_together(tmp_pat
     at_limit = sweep_file(tmp_path, "vary: {seed: [1, 2], ema: [true, false]}\n")
     assert len(load_sweep(at_limit, train_command)) == 4
     over = sweep_file(tmp_path, "vary: {seed: [1, 2], ema: [true, false]}\nruns: [{seed: 3}]\n")
-    with pytest.raises(SweepError, match=r"makes 5 variations \(2 seed x 2 ema \+ 1 runs\), more than a sweep's 4"):
+    with pytest.raises(SweepError, match=r"makes 5 variations \(2 seed x 2 ema \+ 1 run\), more than a sweep's 4"):
         load_sweep(over, train_command)
 
 
@@ -119,19 +119,16 @@ def failing_sweep(folder: Path) -> Path:
     return sweep_file(folder, yaml.safe_dump({"settings": settings, "runs": runs}))
 
 
-def finished_run(root: Path, steps: int = 60) -> bytes:
-    """A run folder as a finished training leaves it, as far as the comparison reads it; returns its model's bytes."""
-    root.mkdir(parents=True)
-    (root / "config.json").write_text(json.dumps({"out": str(root), "steps": steps, "seed": 1}))
-    (root / "metrics.jsonl").write_text(json.dumps({"step": steps, "d_loss": 0.5, "g_loss": 1.0}) + "\n")
-    (root / "generator.onnx").write_bytes(b"the finished run's generator")
+def finished_run(root: Path, trained: Path) -> bytes:
+    """A finished run's folder (a copy of `trained`); returns its model's bytes."""
+    shutil.copytree(trained, root)
     return (root / "generator.onnx").read_bytes()
 
 
-def test_the_last_pod_compares_the_runs_that_finished_though_its_own_failed_and_names_it(tmp_path, caplog):
+def test_the_last_pod_compares_the_runs_that_finished_though_its_own_failed_and_names_it(tmp_path, caplog, trained_run):
     finished, failing = load_sweep(failing_sweep(tmp_path), train_command)
     out = tmp_path / "sweep"
-    model = finished_run(out / finished.name)
+    model = finished_run(out / finished.name, trained_run[0])
 
     with caplog.at_level(logging.INFO, logger="job.sweep"):
         code = run_index([finished, failing], 1, out, train_command)  # a real `gan-job train`: no data, exit 2

@@ -44,7 +44,10 @@ def test_metrics_have_one_line_per_log_interval(trained_run):
     out, _ = trained_run
     records = progress_records(out)
     assert [r["step"] for r in records] == [50, 100, 150, 200, 250, 300]
-    assert set(records[0]) == {"step", "d_loss", "g_loss", "d_accuracy", "steps_per_s", "elapsed_s"}
+    assert set(records[0]) == {
+        *("step", "d_loss", "g_loss", "d_accuracy", "steps_per_s", "elapsed_s"),
+        *("wall_time", "d_learning_rate", "g_learning_rate", "start_step"),  # start_step: a start's first line
+    }
     assert all(np.isfinite(r["d_loss"]) and np.isfinite(r["g_loss"]) for r in records)
 
 
