@@ -39,6 +39,8 @@ PRESETS: dict[str, Hyperparameters] = {
     "seed": Hyperparameters(learning_rate=2e-4, beta_1=0.9, beta_2=0.999, ema_decay=0.0),
 }
 
+SAMPLE_IMAGES = 16  # the fixed latents drawn into every sample grid: a 4x4 grid
+
 ARCH_NAMES = ("mlp", "dcgan")  # job/models.py builds each (a test checks they agree)
 
 SEED_RANGE = (0, 2**32 - 1)  # what numpy and TensorFlow accept as a seed

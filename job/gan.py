@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from job.config import TrainConfig
+from job.config import SAMPLE_IMAGES, TrainConfig
 from job.data import to_unit_range
 from job.models import (
     ARCHITECTURES,
@@ -26,7 +26,6 @@ from serving.model import cycling_labels
 
 log = logging.getLogger(__name__)
 
-SAMPLE_GRID = 16  # the fixed latents drawn at every checkpoint: a 4x4 grid
 EMA_EVERY = 10  # steps between updates of the generator's moving average (each applies the decay of all of them)
 
 
@@ -154,7 +153,7 @@ def build_gan(config: TrainConfig, image_shape: Shape, num_classes: int, cluster
     cluster_sampler = None
     if classes and not config.conditional:
         cluster_sampler = build_self_conditioned_sampler(ema_generator or generator, clusters)
-    fixed = tf.random.Generator.from_seed(config.seed + 1).normal([SAMPLE_GRID, config.latent_dim])
+    fixed = tf.random.Generator.from_seed(config.seed + 1).normal([SAMPLE_IMAGES, config.latent_dim])
     return Gan(
         generator=generator,
         discriminator=discriminator,

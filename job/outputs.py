@@ -17,14 +17,11 @@ import numpy as np
 import tensorflow as tf
 
 from job.rundir import RunDir
+from job.timings import START_STEP, WALL_TIME
 from serving.files import atomic_write, atomic_write_text
 from serving.images import grid, to_uint8
 
 log = logging.getLogger(__name__)
-
-# Keys of a metrics line that say when and in which start it was written, not what was measured: no TensorBoard scalar.
-WALL_TIME = "wall_time"  # Unix time, in seconds, when the line was written
-START_STEP = "start_step"  # on the first line of each start (and on the timings line): the step that start began from
 
 
 def save_grid(images: np.ndarray, path: Path) -> np.ndarray:

@@ -35,12 +35,11 @@ import plotly.io as pio
 from PIL import Image, UnidentifiedImageError
 from plotly.offline import get_plotlyjs
 
+from job.config import SAMPLE_IMAGES
 from job.errors import ConfigError
-from job.gan import SAMPLE_GRID
-from job.outputs import START_STEP, WALL_TIME
-from job.quality import COVERED, collapsed
+from job.quality_rules import COVERED, collapsed
 from job.rundir import RunDir, data_set_of, reason, steps_on_disk
-from job.timings import APART, duration
+from job.timings import APART, START_STEP, WALL_TIME, duration
 from serving.files import CHECKPOINTS_FOLDER, CONFIG_FILE, METRICS_FILE, RUN_MARKERS, atomic_write_bytes
 from serving.images import grid_columns
 from serving.model import cycling_labels
@@ -378,7 +377,7 @@ def render_run(run: Run, status: str, device: str | None = None) -> str:
         resumes=run.resumes,
         images=run.images,
         tiles=_tile_labels(run),
-        tile_columns=grid_columns(SAMPLE_GRID),
+        tile_columns=grid_columns(SAMPLE_IMAGES),
         sample_every=run.config.get("sample_every"),
         config=_flat(run.config),
         timings=_timing_rows(run.timings) if run.timings else None,
@@ -457,7 +456,7 @@ def _tile_labels(run: Run) -> list[str]:
     cycle through the classes (job.gan.sample_images, job.train.real_grid_images); [] for other runs."""
     if run.config.get("conditional") is not True:
         return []
-    return [run.class_names[label] for label in cycling_labels(SAMPLE_GRID, len(run.class_names))]
+    return [run.class_names[label] for label in cycling_labels(SAMPLE_IMAGES, len(run.class_names))]
 
 
 def _timing_rows(timings: dict) -> list[tuple[str, str, str]]:

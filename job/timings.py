@@ -6,6 +6,10 @@ import contextlib
 import time
 from collections.abc import Iterator
 
+# Keys of a metrics line that say when and in which start it was written, not what was measured: no TensorBoard scalar.
+WALL_TIME = "wall_time"  # Unix time, in seconds, when the line was written
+START_STEP = "start_step"  # on the first line of each start (and on the timings line): the step that start began from
+
 # The parts of a run, in the order the end-of-run line and the timings record list them.
 PARTS = ("training", "quality", "checkpoints", "sample_grids", "export", "start_up")
 APART = "quality_classifier"  # the classifier's one-time training (cached once per data set): reported on its own

@@ -17,26 +17,25 @@ import tensorflow as tf
 from job import signals
 from job.checkpoints import Checkpoints
 from job.clusters import cluster_count, run_clusters
-from job.config import TrainConfig
+from job.config import SAMPLE_IMAGES, TrainConfig
 from job.data import ImageData, reference_images, to_unit_range, training_set
 from job.errors import Interrupted, TrainingDiverged
 from job.export import export_onnx, exported_step, metadata
-from job.gan import SAMPLE_GRID, Gan, TrainStep, build_gan, make_deterministic, sample_images
+from job.gan import Gan, TrainStep, build_gan, make_deterministic, sample_images
 from job.memory import check_fits
 from job.models import ARCHITECTURES, conditioning_strength
 from job.outputs import (
-    START_STEP,
-    WALL_TIME,
     MetricsLog,
     append_record,
     save_grid,
     save_keras_atomically,
     write_model_summaries,
 )
-from job.quality import GanQualityMeter, QualityReport, collapsed, load_or_train_classifier
+from job.quality import GanQualityMeter, QualityReport, load_or_train_classifier
+from job.quality_rules import collapsed
 from job.report import kept_current
 from job.rundir import RunDir, claimed, clusters_of, config_json
-from job.timings import Timings
+from job.timings import START_STEP, WALL_TIME, Timings
 from serving.files import atomic_write_text
 from serving.model import cycling_labels
 
@@ -90,10 +89,10 @@ def real_grid_images(images: np.ndarray, labels: np.ndarray | None) -> np.ndarra
     """The real images of reals.png: with labels, every class in turn (the order of a conditional run's sample grid),
     as a folder's images come sorted by class and its first ones would all show one; without, the first ones."""
     if labels is None:
-        return images[:SAMPLE_GRID]
+        return images[:SAMPLE_IMAGES]
     classes = np.unique(labels)
     picks = []
-    for position, class_index in enumerate(cycling_labels(SAMPLE_GRID, len(classes))):
+    for position, class_index in enumerate(cycling_labels(SAMPLE_IMAGES, len(classes))):
         of_class = np.flatnonzero(labels == classes[class_index])
         picks.append(of_class[position // len(classes) % len(of_class)])
     return images[picks]

@@ -19,6 +19,7 @@ from job.errors import EXIT_BAD_INPUT
 from job.report import PLOTLY_NAME, compare, runs_in
 from tests.conftest import run_cli
 from tests.test_damaged_runs import embedded_charts, synthetic_run
+from tests.test_output_guard import assert_refused, without_tensorflow
 
 
 def run_names(page: Path) -> set[str]:
@@ -125,3 +126,14 @@ def test_runs_of_the_same_folder_name_in_two_sweeps_are_told_apart_by_their_path
     out = tmp_path / "compare.html"
     compare([tmp_path / "runs"], out)
     assert run_names(out) == {"first/seed-0", "first/seed-1", "second/seed-0"}
+
+
+@pytest.mark.slow  # starts gan-job in processes of their own
+def test_report_neither_needs_nor_loads_tensorflow_to_compare_runs_or_to_refuse_a_folder(tmp_path):
+    sweep_folder(tmp_path / "runs", ["seed-0", "seed-1"])
+    (tmp_path / "empty").mkdir()
+    compared = without_tensorflow("gan-job", "report", tmp_path / "runs", "--out", tmp_path / "compare.html")
+    assert compared.returncode == 0, compared.stderr
+    assert run_names(tmp_path / "compare.html") == {"seed-0", "seed-1"}
+    refused = without_tensorflow("gan-job", "report", tmp_path / "empty", "--out", tmp_path / "none.html")
+    assert_refused(refused, "no run to compare", "holds no run")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from job.quality import QualityReport, collapsed
+from job.quality import QualityReport
+from job.quality_rules import collapsed
 from job.report import FINISHED, RUNNING, write_run_report
 from tests.test_damaged_runs import synthetic_run
 

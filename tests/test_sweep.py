@@ -15,6 +15,7 @@ from job.cli import train as train_command
 from job.report import Run, ranked
 from job.sweep import TRAIN, SweepError, best_summary, finish_sweep, load_sweep
 from tests.conftest import progress_records, run_cli
+from tests.test_output_guard import assert_refused, without_tensorflow
 
 
 def sweep_file(folder: Path, text: str) -> Path:
@@ -219,3 +220,11 @@ def test_sigterm_reaches_every_training_which_checkpoints_and_the_sweep_exits_75
     for seed, log in zip((1, 2), logs, strict=True):
         assert "SIGTERM: stopping after the steps under way" in log.read_text()
         assert list((out / f"seed-{seed}" / "checkpoints").glob("ckpt-*.index")), "no checkpoint written"
+
+
+@pytest.mark.slow  # starts gan-job in a process of its own
+def test_a_bad_sweep_file_is_refused_in_one_line_without_tensorflow(tmp_path):
+    path = sweep_file(tmp_path, "vary: {seed: []}\n")
+    refused = without_tensorflow("gan-job", "sweep", path, "--out", tmp_path / "out")
+    assert_refused(refused, "vary: seed must be a list of values, one or more")
+    assert not (tmp_path / "out").exists()
