@@ -223,8 +223,7 @@ def _export(run_path: Path, step: int | None, out: Path | None) -> None:
 
     config, data_set, gan, restored = load_run(run_path, step)
     out = out or run_path / (RUN_MODEL if step is None else step_model(restored))
-    export_onnx(gan.sampler, out, metadata(config, data_set, restored, gan.clusters))
-    click.echo(f"exported step {restored} of {run_path} to {out}", err=True)
+    export_onnx(gan.sampler, out, metadata(config, data_set, restored, gan.clusters))  # it logs what it wrote
 
 
 @main.command()

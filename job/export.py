@@ -65,7 +65,8 @@ def export_onnx(generator: keras.Model, path: Path, metadata: dict[str, object])
         raise ExportError(f"ONNX output differs from Keras' by {difference:.2e} (> {TOLERANCE:g}); nothing written")
     signals.raise_if_requested()  # a signal that tf2onnx or onnxruntime swallowed: nothing written after it
     atomic_write_bytes(path, data)
-    log.info("exported %s (max abs difference to Keras %.1e)", path, difference)
+    step = f"step {metadata['step']} " if "step" in metadata else ""
+    log.info("exported %sto %s (max abs difference to Keras %.1e)", step, path, difference)
     triton.write_beside(path)  # a run's generator.onnx: RUN/triton/generator, the Triton model repository
     return difference
 

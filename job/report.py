@@ -38,7 +38,7 @@ from plotly.offline import get_plotlyjs
 from job.config import SAMPLE_IMAGES
 from job.errors import ConfigError
 from job.quality_rules import COVERED, collapsed
-from job.rundir import RunDir, data_set_of, reason, steps_on_disk
+from job.rundir import FORCE_ADVICE, RunDir, data_set_of, reason, steps_on_disk
 from job.timings import APART, START_STEP, WALL_TIME, duration
 from serving.files import CHECKPOINTS_FOLDER, CONFIG_FILE, METRICS_FILE, RUN_MARKERS, atomic_write_bytes
 from serving.images import grid_columns
@@ -164,8 +164,8 @@ def read_run(root: Path) -> Run:
         if config is None:
             raise ConfigError(f"{root} is not a run directory: it has no config.json")
         records = run_dir.records()
-    except ConfigError as error:
-        return Run(Path(root), {}, [], problem=str(error))
+    except ConfigError as error:  # the advice to --force is for gan-job train, not for a reader
+        return Run(Path(root), {}, [], problem=str(error).removesuffix(FORCE_ADVICE))
     metrics, timings, timings_steps = [], None, (None, None)
     for record in records:
         if isinstance(record.get("timings"), dict):
@@ -444,7 +444,7 @@ def _chart(chart_id: str, title: str, axis: str, traces: list[tuple[str, str, li
     ]
     times = [trace[4] for _, trace in drawn]
     figure = {"data": data, "layout": _layout(title, axis, len(traces) > 1)}
-    return {"id": f"chart-{chart_id}", "figure": figure, "times": times}
+    return {"id": f"chart-{chart_id}", "figure": figure, "times": times, "smooth": axis not in AS_MEASURED}
 
 
 def _has_wall_times(charts: list[dict]) -> bool:
@@ -510,6 +510,7 @@ def _shares_chart(quality: dict, class_names: list[str]) -> dict:
 
 # How some y axes show their values: shares as percentages; learning rates (constant for many runs, where plotly would
 # centre a range of ±1 on them) from 0, in powers of ten.
+AS_MEASURED = ("classes", "learning rate")  # axes never smoothed: counts, and a schedule the job sets exactly
 AXES = {
     "share": {"tickformat": ".1~%"},
     "learning rate": {"rangemode": "tozero", "exponentformat": "power"},

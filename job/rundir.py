@@ -40,6 +40,7 @@ DATA_SET = "data_set"  # and what it is: its name, image shape and class names
 CLUSTERS = "clusters"  # and, self-conditioned, how many clusters its images were cut into (job/clusters.py)
 PREFIX = "ckpt"  # checkpoint N is checkpoints/ckpt-N.index and its data files
 INDEX = re.compile(rf"^{PREFIX}-(\d+)\.index$")
+FORCE_ADVICE = "; --force starts a new run there"  # ends the refusals of a config.json that a start cannot read
 SAMPLE_GRID = "step_{:06d}.png"  # the sample grid of a step, in samples/
 SAMPLE_GRIDS = re.compile(r"^step_(\d+)\.png$")
 
@@ -114,7 +115,7 @@ class RunDir:
         and it records where the run lives)."""
         saved = self.recorded_config()
         if saved is not None and "out" not in saved:
-            raise ConfigError(f"{self.config} is not a run configuration; --force starts a new run there")
+            raise ConfigError(f"{self.config} is not a run configuration{FORCE_ADVICE}")
         return saved
 
     def recorded_config(self) -> dict | None:
@@ -126,17 +127,13 @@ class RunDir:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as error:
-            raise ConfigError(
-                f"{self.config} is unreadable ({reason(error)}); --force starts a new run there"
-            ) from error
+            raise ConfigError(f"{self.config} is unreadable ({reason(error)}){FORCE_ADVICE}") from error
         if not isinstance(saved, dict):
-            raise ConfigError(f"{self.config} is not a run configuration; --force starts a new run there")
+            raise ConfigError(f"{self.config} is not a run configuration{FORCE_ADVICE}")
         try:
             check_recorded(saved)
         except ConfigError as error:
-            raise ConfigError(
-                f"{self.config} is not a valid run configuration ({error}); --force starts a new run there"
-            ) from error
+            raise ConfigError(f"{self.config} is not a valid run configuration ({error}){FORCE_ADVICE}") from error
         _check_data_set(saved, self.config)
         clusters_of(saved, self.config)
         return saved

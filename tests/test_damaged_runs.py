@@ -230,6 +230,7 @@ def test_a_comparison_leaves_a_damaged_run_out_with_a_warning_naming_it_and_its_
         page = write_comparison([good, damaged, other], tmp_path / "compare.html").read_text()
     (warning,) = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
     assert f"leaving {damaged} out of the comparison" in warning and "is not a run configuration" in warning
+    assert "--force" not in warning  # gan-job train's advice: a reader has no --force
     names = {trace["name"] for chart in embedded_charts(page) for trace in chart["figure"]["data"]}
     assert names == {"good", "other"}
 

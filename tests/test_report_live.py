@@ -96,6 +96,14 @@ def test_every_curve_can_be_drawn_over_wall_time(tmp_path):
     assert 'id="smoothing"' in page and 'id="x-time" value="time">' in page
 
 
+def test_counts_and_learning_rates_are_drawn_as_measured_whatever_the_smoothing(tmp_path):
+    page = write_run_report(resumed_run(tmp_path / "run"), FINISHED).read_text()
+    smoothed = {chart["id"]: chart["smooth"] for chart in embedded_charts(page) if "smooth" in chart}
+    assert smoothed["chart-d_learning_rate+g_learning_rate"] is False
+    assert smoothed["chart-classes_covered"] is False
+    assert smoothed["chart-frechet_distance"] is True
+
+
 def test_a_run_whose_lines_record_no_wall_time_offers_steps_only(tmp_path):
     page = write_run_report(synthetic_run(tmp_path / "run"), FINISHED).read_text()
     assert 'id="x-time" value="time" disabled>' in page
