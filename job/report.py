@@ -490,13 +490,14 @@ def _shares_chart(quality: dict, class_names: list[str]) -> dict:
     layout["shapes"] = [covered | {"line": {"dash": "dot"}}]
     layout["annotations"] = [
         {
-            "text": "5%: covered",
+            "text": f"{COVERED:.0%}: covered",
             "xref": "paper",
             "x": 1,
             "y": COVERED,
             "showarrow": False,
             "xanchor": "right",
             "yanchor": "bottom",
+            "bgcolor": "rgba(255, 255, 255, 0.8)",  # readable where it crosses a bar
         }
     ]
     bars = {
