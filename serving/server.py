@@ -222,9 +222,20 @@ class _BadRequestsInOneLine(logging.Filter):
         return True
 
 
+class _NoInternals(logging.Filter):
+    """KServe's start-up lines about its own machinery (endpoints this server does not offer, its thread pool) mean
+    nothing to the user of one model: left out."""
+
+    INTERNALS = ("OpenAI endpoints not registered", "Time series endpoints not registered", "Setting max asyncio")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or not str(record.msg).startswith(self.INTERNALS)
+
+
 def _quiet_logs() -> None:
     # After ModelServer configured KServe's logging: no timing lines per request, no traceback for a bad request, no
-    # FastAPI deprecation warning about KServe's own response class.
+    # start-up lines about KServe's internals, no FastAPI deprecation warning about KServe's own response class.
     logging.getLogger(kserve.logging.KSERVE_TRACE_LOGGER_NAME).setLevel(logging.WARNING)
     logging.getLogger(kserve.logging.KSERVE_LOGGER_NAME).addFilter(_BadRequestsInOneLine())
+    logging.getLogger(kserve.logging.KSERVE_LOGGER_NAME).addFilter(_NoInternals())
     warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")

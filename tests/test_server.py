@@ -233,6 +233,11 @@ def test_a_bad_request_is_one_warning_line_in_the_log_not_a_traceback(server):
     assert "Traceback" not in log
 
 
+def test_the_log_leaves_out_kserves_lines_about_its_own_machinery(server):
+    log = server.log()
+    assert "not registered" not in log and "max asyncio worker threads" not in log
+
+
 # ---- refused before anything starts: one line, exit code 2 -----------------------------------------------------
 
 
