@@ -87,35 +87,42 @@ def train(force: bool, **values) -> None:
     """Train to completion (resuming when --out holds a run), then save the generator."""
     from click.core import ParameterSource
 
-    from job.rundir import RunDir
-
+    context = click.get_current_context()
+    not_given = {name for name in values if context.get_parameter_source(name) is ParameterSource.DEFAULT}
     data_unknown = None  # the run's recorded data cannot be found: said only if the run has work left
     try:
-        if not force and click.get_current_context().get_parameter_source("data") is ParameterSource.DEFAULT:
-            recorded, data_unknown = _recorded_data(RunDir(values["out"]))
-            values["data"] = recorded or values["data"]
+        if not force:
+            recorded, data_unknown = _resumed_values(values["out"], not_given)
+            values |= recorded
         config = TrainConfig(**values)
     except ConfigError as error:
         raise click.UsageError(str(error)) from error
     _run(lambda: _train(config, force, data_unknown))
 
 
-def _recorded_data(run) -> tuple[str | None, ConfigError | None]:
-    """What a resume without --data trains on: the data its run recorded, found (recorded_data); else the recorded
-    value as it stands, with why it cannot be found. (None, None) for no run, or one whose config.json does not read
-    (the start then says why)."""
-    from job.rundir import recorded_data
+def _resumed_values(out, not_given: set[str]) -> tuple[dict, ConfigError | None]:
+    """What a start in a run's folder takes from its config.json where neither the command line nor a GAN_ variable
+    says otherwise: every option that defines the run (its architecture, seed, ...), so that a resume or an extension
+    needs only --out (and --steps), and its data (recorded_data). Options a resume may change keep their defaults.
+    Also why the recorded data cannot be found, if it cannot. Nothing for a new folder, or one whose config.json
+    does not read (the start then says why)."""
+    from job.rundir import RunDir, recorded_data
 
+    run = RunDir(out)
     try:
         saved = run.saved_config()
     except ConfigError:
-        return None, None
+        return {}, None
     if saved is None:
-        return None, None
+        return {}, None
+    defining = {name for name, declared in options().items() if not declared.resumable}
+    values = {name: saved[name] for name in not_given & defining if name in saved and name != "out"}
+    if "data" not in not_given:
+        return values, None
     try:
-        return recorded_data(run, saved, "train on"), None
+        return values | {"data": recorded_data(run, saved, "train on")}, None
     except ConfigError as error:
-        return saved.get("data"), error
+        return values | {"data": saved.get("data")}, error
 
 
 def _train(config: TrainConfig, force: bool, data_unknown: ConfigError | None = None) -> None:

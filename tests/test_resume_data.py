@@ -72,3 +72,15 @@ def test_a_finished_run_whose_recorded_data_cannot_be_placed_is_still_a_no_op_an
     extended = train("--out", run, *options, "--steps", "400")
     assert extended.exit_code == 2
     assert "records --data ../data.npz relative to the folder the run was started in" in extended.output
+
+
+def test_a_resume_takes_the_settings_that_define_its_run_from_it_unless_given(tmp_path, started, monkeypatch):
+    monkeypatch.delenv("GAN_SEED", raising=False)
+    recorded = {"arch": "dcgan", "seed": 7, "latent_dim": 64, "ema": False, "sample_every": 500}
+    run = recorded_run(tmp_path / "run", out=str(tmp_path / "run"), data=str(SMALL_MNIST), **recorded).parent
+    assert train("--out", run, "--steps", "900").exit_code == 0
+    assert train("--out", run, "--seed", "8").exit_code == 0  # given: the start itself compares it with the run's
+    resumed, reseeded = started
+    assert (resumed.arch, resumed.seed, resumed.latent_dim, resumed.ema, resumed.steps) == ("dcgan", 7, 64, False, 900)
+    assert resumed.sample_every == 5000  # an option a resume may change keeps its default unless given
+    assert (reseeded.arch, reseeded.seed) == ("dcgan", 8)
