@@ -287,7 +287,7 @@ def _evaluate(model_path: Path, data: str | None, samples: int, seed: int, cache
         return
     click.echo(f"model:             {model_path}  ({samples} samples, seed {seed})")
     click.echo(
-        f"Fréchet distance:  {report.frechet_distance:.2f}  (classifier features, against the data's real images)"
+        f"Fréchet distance:  {report.frechet_distance:.2f}  (classifier features, against the data's real test images)"
     )
     classes = len(report.class_shares)
     click.echo(f"classes covered:   {report.classes_covered} of {classes} (at least 5% of the samples each)")

@@ -464,7 +464,7 @@ def _timing_rows(timings: dict) -> list[tuple[str, str, str]]:
     rows = []
     for key, value in _flat(timings).items():
         if key == "overhead_ratio":
-            name = "wall time over the time in training calls"
+            name = "wall time, the quality classifier apart, over the time in the training calls"
             text = "–" if value is None else f"{value:.2f}×"
         elif key == "checkpoint_bytes" and _is_number(value):
             name, text = "checkpoints written", f"{value / 1e6:,.1f} MB"
@@ -585,10 +585,11 @@ def _environment() -> jinja2.Environment:
 
 
 def _shown(value: object) -> str:
-    """A setting as the page shows it: a list (class names, an image shape) as its items, comma-separated."""
+    """A setting as the page shows it: a list (class names, an image shape) as its items, comma-separated; other
+    values as config.json writes them (null, true, false)."""
     if isinstance(value, list):
-        return ", ".join(map(str, value))
-    return str(value)
+        return ", ".join(map(_shown, value))
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _template(name: str) -> jinja2.Template:
