@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 import pytest
@@ -79,13 +81,32 @@ def small_mnist_classifier() -> Path:
     return user_cache()
 
 
+def trained_once(tmp_path_factory, name: str, **overrides) -> tuple[Path, object]:
+    """A short run trained once for the whole session, read only for the tests (they copy it to change it): the
+    first pytest-xdist worker that asks trains it while the others wait, then restore its final state from its
+    newest checkpoint. (run directory, final training state)"""
+    import filelock
+
+    from job.run import load_run
+    from job.train import train
+
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # one process: nobody to share with
+        out = tmp_path_factory.mktemp(name)
+        return out, train(short_run_config(out, **overrides))
+    shared = tmp_path_factory.getbasetemp().parent  # the session's folder, above each worker's own
+    out, done = shared / name, shared / f"{name}.done"
+    with filelock.FileLock(shared / f"{name}.lock"):
+        if not done.exists():
+            gan = train(short_run_config(out, **overrides))
+            done.touch()
+            return out, gan
+    return out, load_run(out)[2]
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """One finished short run for the whole session: (run directory, final training state)."""
-    from job.train import train
-
-    out = tmp_path_factory.mktemp("run")
-    return out, train(short_run_config(out))
+    return trained_once(tmp_path_factory, "run")
 
 
 def progress_records(run: Path) -> list[dict]:
@@ -107,13 +128,49 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subpro
     )
 
 
+class _LogToCurrentStderr(logging.StreamHandler):
+    """The job's log lines, written to whatever sys.stderr is when they are logged: CliRunner's, during a call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _) -> None:
+        pass
+
+
+def invoke_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a gan-job command in this process (click's CliRunner), for tests about what a command writes and answers
+    rather than about its process (signals, kills, locks, what it imports): the worker's TensorFlow is loaded already.
+    The result reads as run_cli's; an uncaught exception's traceback ends its stderr, as it would a process's."""
+    from click.testing import CliRunner
+
+    from job.cli import main
+
+    root = logging.getLogger()
+    handler, level = _LogToCurrentStderr(), root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        result = CliRunner().invoke(main, list(args), env=env)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    stderr = result.stderr
+    if result.exc_info and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(*result.exc_info))
+    return subprocess.CompletedProcess(["gan-job", *args], result.exit_code, result.stdout, stderr)
+
+
 @pytest.fixture(scope="session")
 def conditional_run(tmp_path_factory):
     """One finished short conditional run: (run directory, final training state)."""
-    from job.train import train
-
-    out = tmp_path_factory.mktemp("conditional")
-    return out, train(short_run_config(out, conditional=True))
+    return trained_once(tmp_path_factory, "conditional", conditional=True)
 
 
 MNIST = ((28, 28, 1), 10)  # MNIST's image shape and number of classes, for tests that build networks without data

@@ -25,7 +25,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from job.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
-from tests.conftest import SMALL_MNIST, image_folder, progress_records, run_cli
+from tests.conftest import SMALL_MNIST, image_folder, invoke_cli, progress_records, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -261,7 +261,7 @@ def test_a_damaged_or_foreign_run_folder_is_one_line_and_left_as_it_was(trained_
     run = copy_of(trained_run[0], tmp_path)
     extra = damage(run)
     before = snapshot(run)
-    result = run_cli("train", "--data", str(SMALL_MNIST), "--out", str(run), *RUN_OPTIONS, *extra)
+    result = invoke_cli("train", "--data", str(SMALL_MNIST), "--out", str(run), *RUN_OPTIONS, *extra)
     assert result.returncode == EXIT_BAD_INPUT, result.stderr
     assert message in result.stderr.strip().splitlines()[-1] and "Traceback" not in result.stderr
     assert snapshot(run) == before
@@ -280,7 +280,7 @@ def test_a_lost_or_damaged_checkpoint_index_loses_nothing(trained_run, tmp_path,
         index.write_text("garbage {{{")
     (run / "generator.onnx").unlink()
     kept = {name: digest for name, digest in snapshot(run).items() if name.startswith("checkpoints/ckpt-")}
-    result = run_cli("train", "--data", str(SMALL_MNIST), "--out", str(run), *RUN_OPTIONS)
+    result = invoke_cli("train", "--data", str(SMALL_MNIST), "--out", str(run), *RUN_OPTIONS)
     assert result.returncode == 0, result.stderr
     assert (run / "generator.onnx").is_file()
     after = snapshot(run)
@@ -291,7 +291,7 @@ def test_the_same_data_at_another_path_still_resumes(trained_run, tmp_path):
     run = copy_of(trained_run[0], tmp_path)
     moved = tmp_path / "elsewhere.npz"
     shutil.copy(SMALL_MNIST, moved)
-    result = run_cli("train", "--data", str(moved), "--out", str(run), *RUN_OPTIONS)
+    result = invoke_cli("train", "--data", str(moved), "--out", str(run), *RUN_OPTIONS)
     assert result.returncode == 0, result.stderr
     assert "already finished" in result.stderr
 
@@ -301,7 +301,7 @@ def test_metrics_lines_without_a_usable_step_are_dropped_on_resume(trained_run, 
     with open(run / "metrics.jsonl", "a") as metrics:
         metrics.write('{"d_loss": 1.0}\n{"step": "three hundred"}\n[1, 2]\n{"step": 1e400}\n')
     longer = [*RUN_OPTIONS[:1], "350", *RUN_OPTIONS[2:]]
-    result = run_cli("train", "--data", str(SMALL_MNIST), "--out", str(run), *longer)
+    result = invoke_cli("train", "--data", str(SMALL_MNIST), "--out", str(run), *longer)
     assert result.returncode == 0, result.stderr
     assert [record["step"] for record in progress_records(run)] == [50, 100, 150, 200, 250, 300, 350]
 
@@ -375,7 +375,7 @@ def test_export_of_a_damaged_checkpoint_is_one_line(trained_run, tmp_path):
     data = next((run / "checkpoints").glob("ckpt-200.data-*"))
     data.write_bytes(data.read_bytes()[:1000])
     before = snapshot(run)
-    result = run_cli("export", "--run", str(run), "--step", "200", "--out", str(tmp_path / "g.onnx"))
+    result = invoke_cli("export", "--run", str(run), "--step", "200", "--out", str(tmp_path / "g.onnx"))
     assert result.returncode == EXIT_BAD_INPUT, result.stderr
     assert_one_line(result.stderr, "the checkpoint of step 200")
     assert snapshot(run) == before and not (tmp_path / "g.onnx").exists()
@@ -386,7 +386,7 @@ def test_export_of_a_damaged_checkpoint_is_one_line(trained_run, tmp_path):
     [(["--step", "250"], "keeps no checkpoint of step 250"), (["--run", "/"], "is not a run directory")],
 )
 def test_export_of_what_a_run_does_not_hold_is_one_line(trained_run, tmp_path, args, message):
-    result = run_cli("export", "--run", str(trained_run[0]), *args, "--out", str(tmp_path / "g.onnx"))
+    result = invoke_cli("export", "--run", str(trained_run[0]), *args, "--out", str(tmp_path / "g.onnx"))
     assert result.returncode == EXIT_BAD_INPUT, result.stderr
     assert_one_line(result.stderr, message)
 
@@ -403,7 +403,7 @@ def test_an_interpolation_too_long_for_memory_is_one_line(tmp_path):
 def test_evaluate_on_data_too_small_to_measure_is_one_line(trained_run, tmp_path):
     data = npz_with(tmp_path, x_test=arrays()["x_test"][:3], y_test=arrays()["y_test"][:3])
     model = trained_run[0] / "generator.onnx"
-    result = run_cli("evaluate", "--model", str(model), "--data", str(data), "--quality-cache", str(tmp_path / "c"))
+    result = invoke_cli("evaluate", "--model", str(model), "--data", str(data), "--quality-cache", str(tmp_path / "c"))
     assert result.returncode == EXIT_BAD_INPUT, result.stderr
     assert_one_line(result.stderr, "at least 10 real images")
 

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from job.checkpoints import Checkpoints
 from job.rundir import steps_on_disk
-from tests.conftest import SMALL_MNIST, run_cli, short_run_config, train_until_preempted
+from tests.conftest import SMALL_MNIST, invoke_cli, short_run_config, train_until_preempted
 
 
 def truncate(folder: Path, step: int) -> None:
@@ -153,6 +153,6 @@ def test_a_sigkill_right_after_the_save_that_follows_a_corrupt_newest_checkpoint
         process.wait(timeout=300)
     assert (run / "checkpoints" / "ckpt-225.index").exists()
 
-    restarted = run_cli("train", *options)
+    restarted = invoke_cli("train", *options)
     assert restarted.returncode == 0, restarted.stderr
     assert "reads back" not in restarted.stderr and "resuming from the checkpoint of step 2" in restarted.stderr

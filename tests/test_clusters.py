@@ -15,7 +15,7 @@ from job.config import ConfigError
 from job.models import ARCHITECTURES, DrawnCluster
 from job.train import train
 from serving.model import Generator
-from tests.conftest import run_cli, short_run_config
+from tests.conftest import invoke_cli, short_run_config
 
 # One pytest-xdist worker runs the whole module: the self-conditioned run, trained once.
 pytestmark = pytest.mark.xdist_group("test_clusters")
@@ -90,7 +90,7 @@ def test_the_sampler_draws_each_cluster_at_its_share_and_over_the_whole_range_of
 def self_conditioned_run(tmp_path_factory):
     """An unconditional DCGAN on the 1,000 small MNIST images: 10 clusters (100 images a cluster on average)."""
     out = tmp_path_factory.mktemp("self-conditioned")
-    train(short_run_config(out, arch="dcgan", steps=60, checkpoint_every=60, sample_every=60, log_every=30))
+    train(short_run_config(out, arch="dcgan", steps=24, checkpoint_every=24, sample_every=24, log_every=12))
     return out
 
 
@@ -122,7 +122,7 @@ def test_its_exported_model_takes_latents_alone_and_draws_the_clusters_at_their_
 @pytest.mark.slow
 def test_gan_job_export_of_a_checkpoint_draws_what_the_run_exported(self_conditioned_run, tmp_path):
     again = tmp_path / "again.onnx"
-    result = run_cli("export", "--run", str(self_conditioned_run), "--out", str(again))
+    result = invoke_cli("export", "--run", str(self_conditioned_run), "--out", str(again))
     assert result.returncode == 0, result.stderr
     latents = np.random.default_rng(1).standard_normal((16, 100)).astype(np.float32)
     exported = Generator(self_conditioned_run / "generator.onnx").images(latents)
@@ -144,8 +144,8 @@ def test_a_run_resumes_with_the_clusters_it_began_with_though_this_version_would
     shutil.copytree(self_conditioned_run, run)
     fewer = dataclasses.replace(ARCHITECTURES["dcgan"], self_conditioning=3)
     monkeypatch.setitem(ARCHITECTURES, "dcgan", fewer)  # a later version, which would cut 3 clusters
-    gan = train(short_run_config(run, arch="dcgan", steps=80, checkpoint_every=80, sample_every=80, log_every=20))
-    assert gan.clusters == 10 and int(gan.step.numpy()) == 80
+    gan = train(short_run_config(run, arch="dcgan", steps=32, checkpoint_every=32, sample_every=32, log_every=8))
+    assert gan.clusters == 10 and int(gan.step.numpy()) == 32
     assert json.loads((run / "config.json").read_text())["clusters"] == 10
     assert set(np.unique(np.load(run / "clusters.npy"))) == set(range(10))
 
@@ -158,4 +158,4 @@ def test_a_resume_refuses_a_config_json_whose_clusters_are_no_count(self_conditi
     saved = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps(saved | {"clusters": recorded}))
     with pytest.raises(ConfigError, match="records clusters .*expected a whole number of clusters"):
-        train(short_run_config(run, arch="dcgan", steps=80, checkpoint_every=80, sample_every=80, log_every=20))
+        train(short_run_config(run, arch="dcgan", steps=32, checkpoint_every=32, sample_every=32, log_every=8))

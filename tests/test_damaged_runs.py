@@ -23,7 +23,7 @@ from job.errors import EXIT_BAD_INPUT, ConfigError
 from job.report import FINISHED, read_run, render_run, write_comparison, write_run_report
 from job.rundir import RunDir, classifier_cache_of, config_json
 from serving.images import grid
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli, run_cli
 
 STEPS = 300
 
@@ -327,7 +327,7 @@ def test_training_refuses_a_config_json_of_the_wrong_types_in_one_line_before_te
     run = synthetic_run(tmp_path / "run")
     edit_config(run, seed="7")
     before = (run / "config.json").read_bytes()
-    result = run_cli("train", "--out", str(run), "--steps", str(STEPS))
+    result = invoke_cli("train", "--out", str(run), "--steps", str(STEPS))
     assert result.returncode == EXIT_BAD_INPUT, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--seed must be a whole number, got '7'" in lines[0], result.stderr

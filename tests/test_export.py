@@ -12,7 +12,7 @@ from job import export as export_module
 from job.cli import main
 from job.export import ExportError, export_onnx, metadata
 from job.rundir import data_set_of
-from tests.conftest import run_cli, short_run_config
+from tests.conftest import invoke_cli, short_run_config
 
 
 def dims(value) -> list:
@@ -62,7 +62,7 @@ def test_a_failing_self_check_writes_nothing(trained_run, tmp_path, monkeypatch)
 @pytest.mark.slow
 def test_export_command_re_exports_any_kept_checkpoint(trained_run, tmp_path):
     out, _ = trained_run
-    result = run_cli("export", "--run", str(out), "--step", "200", "--out", str(tmp_path / "g200.onnx"))
+    result = invoke_cli("export", "--run", str(out), "--step", "200", "--out", str(tmp_path / "g200.onnx"))
     assert result.returncode == 0, result.stderr
     props = {p.key: p.value for p in onnx.load(tmp_path / "g200.onnx").metadata_props}
     assert props["step"] == "200"
@@ -85,7 +85,7 @@ def test_an_earlier_checkpoint_exported_without_out_goes_beside_the_runs_own_mod
 @pytest.mark.slow
 def test_export_of_a_checkpoint_not_kept_is_one_line_and_exit_code_2(trained_run, tmp_path):
     out, _ = trained_run
-    result = run_cli("export", "--run", str(out), "--step", "50", "--out", str(tmp_path / "g.onnx"))
+    result = invoke_cli("export", "--run", str(out), "--step", "50", "--out", str(tmp_path / "g.onnx"))
     assert result.returncode == 2
     assert "keeps no checkpoint of step 50 (kept: 100, 200, 300)" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "g.onnx").exists()

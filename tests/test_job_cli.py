@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli, run_cli
 
 
 @pytest.mark.slow
@@ -70,7 +70,7 @@ def test_native_lines_that_are_not_start_up_noise_still_reach_stderr():
 @pytest.mark.slow
 def test_export_inside_the_train_image_reads_the_run_from_gan_out(trained_run, tmp_path):
     out = tmp_path / "again.onnx"
-    result = run_cli("export", "--out", str(out), env={"GAN_OUT": str(trained_run[0])})
+    result = invoke_cli("export", "--out", str(out), env={"GAN_OUT": str(trained_run[0])})
     assert result.returncode == 0, result.stderr
     assert out.is_file() and "exported step 300" in result.stderr
 

@@ -25,7 +25,7 @@ from job.cli import main as gan_job
 from job.errors import CheckpointsUnreadable, Interrupted
 from job.gan import TrainStep
 from job.train import TrainingDiverged, train
-from tests.conftest import SMALL_MNIST, progress_records, run_cli, short_run_config, train_until_preempted
+from tests.conftest import SMALL_MNIST, invoke_cli, progress_records, run_cli, short_run_config, train_until_preempted
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +71,7 @@ def run_until_killed(out: Path, signum: int, after_lines: int) -> int:
 
 def test_killed_and_terminated_at_random_points_a_run_ends_bit_for_bit_as_an_uninterrupted_one(tmp_path):
     reference = tmp_path / "reference"
-    assert run_cli("train", "--data", str(SMALL_MNIST), "--out", str(reference), *FAULT_RUN).returncode == 0
+    assert invoke_cli("train", "--data", str(SMALL_MNIST), "--out", str(reference), *FAULT_RUN).returncode == 0
 
     rng = random.Random(2026)
     faults = [
@@ -85,7 +85,7 @@ def test_killed_and_terminated_at_random_points_a_run_ends_bit_for_bit_as_an_uni
         assert code in (-signal.SIGKILL, EXIT_INTERRUPTED, 0), (signum, after_lines, code)
         if signum == signal.SIGTERM and code != 0:
             assert code == EXIT_INTERRUPTED
-    finished = run_cli("train", "--data", str(SMALL_MNIST), "--out", str(interrupted), *FAULT_RUN)
+    finished = invoke_cli("train", "--data", str(SMALL_MNIST), "--out", str(interrupted), *FAULT_RUN)
     assert finished.returncode == 0, finished.stderr
 
     assert_same_state(reference, interrupted, 300)
@@ -100,16 +100,16 @@ def test_a_resumed_dcgan_ends_bit_for_bit_as_an_uninterrupted_one(tmp_path, cond
     dcgan = {
         "arch": "dcgan",
         "conditional": conditional,
-        "steps": 60,
-        "checkpoint_every": 30,
-        "sample_every": 30,
-        "log_every": 15,
+        "steps": 24,
+        "checkpoint_every": 12,
+        "sample_every": 12,
+        "log_every": 6,
     }
     train(short_run_config(tmp_path / "straight", **dcgan))
-    # Preempted at step 30 of the same 60: a shorter run would be another run, as its learning rates fall sooner.
-    train_until_preempted(short_run_config(tmp_path / "resumed", **dcgan), 30)
-    train(short_run_config(tmp_path / "resumed", **dcgan | {"log_every": 10}))  # other compiled-call lengths, too
-    assert_same_state(tmp_path / "straight", tmp_path / "resumed", 60)
+    # Preempted at step 12 of the same 24: a shorter run would be another run, as its learning rates fall sooner.
+    train_until_preempted(short_run_config(tmp_path / "resumed", **dcgan), 12)
+    train(short_run_config(tmp_path / "resumed", **dcgan | {"log_every": 4}))  # other compiled-call lengths, too
+    assert_same_state(tmp_path / "straight", tmp_path / "resumed", 24)
 
 
 def test_two_identical_runs_on_large_images_end_bit_for_bit_the_same(tmp_path):
@@ -279,12 +279,12 @@ def test_an_out_folder_holding_another_run_is_refused_unless_forced(trained_run,
     run = tmp_path / "run"
     shutil.copytree(trained_run[0], run)
     before = sorted(p.name for p in (run / "checkpoints").iterdir())
-    refused = run_cli("train", "--out", str(run), "--data", str(SMALL_MNIST), "--steps", "20", "--seed", "8")
+    refused = invoke_cli("train", "--out", str(run), "--data", str(SMALL_MNIST), "--steps", "20", "--seed", "8")
     assert refused.returncode == EXIT_BAD_INPUT
     assert "another configuration (seed: run has 7, asked for 8" in refused.stderr
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
 
-    forced = run_cli(
+    forced = invoke_cli(
         "train",
         "--out",
         str(run),

@@ -12,6 +12,7 @@ from PIL import Image
 from job.train import train
 from tests.conftest import (
     SMALL_MNIST,
+    invoke_cli,
     mnist_png_folders,
     progress_records,
     run_cli,
@@ -40,8 +41,10 @@ def tinted_dcgan(tmp_path_factory):
             data=tinted_mnist_32(root / "tinted.npz"),
             arch="dcgan",
             conditional=True,
-            steps=100,
-            log_every=50,
+            steps=20,
+            checkpoint_every=20,
+            sample_every=20,
+            log_every=10,
             quality=False,
         )
     )
@@ -54,7 +57,7 @@ def test_a_conditional_dcgan_on_rgb_images_exports_their_shape_and_classes(tinte
     assert json.loads(meta["class_names"])[7] == "tinted 7"
     config = json.loads((tinted_dcgan / "config.json").read_text())
     assert config["data_set"]["image_shape"] == [32, 32, 3]
-    assert Image.open(tinted_dcgan / "samples" / "step_000100.png").mode == "RGB"
+    assert Image.open(tinted_dcgan / "samples" / "step_000020.png").mode == "RGB"
 
 
 def test_gan_digits_draws_the_class_asked_for_by_name_in_rgb(tinted_dcgan, tmp_path):
@@ -74,7 +77,7 @@ def test_gan_digits_draws_the_class_asked_for_by_name_in_rgb(tinted_dcgan, tmp_p
 
 def test_labelled_png_folders_train_resized_with_quality_measured_on_their_own_classes(tmp_path):
     out = tmp_path / "run"
-    result = run_cli(
+    result = invoke_cli(
         "train", "--data", str(mnist_png_folders(tmp_path)), "--out", str(out), "--steps", "200",
         "--image-size", "16x20", "--channels", "3", "--sample-every", "100", "--log-every", "100",
         "--quality-samples", "100",
@@ -85,7 +88,7 @@ def test_labelled_png_folders_train_resized_with_quality_measured_on_their_own_c
     assert json.loads(metadata(out / "generator.onnx")["class_names"]) == ["one", "seven", "zero"]
     assert json.loads(metadata(out / "generator.onnx")["image_shape"]) == [16, 20, 3]
     # evaluate makes the folder's 28x28 grey images to the model's shape itself
-    result = run_cli("evaluate", "--model", str(out / "generator.onnx"), "--data",
+    result = invoke_cli("evaluate", "--model", str(out / "generator.onnx"), "--data",
                      str(mnist_png_folders(tmp_path / "again")), "--samples", "100", "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout.splitlines()[-1])["class_shares"]) == 3
@@ -93,7 +96,7 @@ def test_labelled_png_folders_train_resized_with_quality_measured_on_their_own_c
 
 def test_unlabelled_images_train_with_quality_off_and_no_classes(tmp_path):
     out = tmp_path / "run"
-    result = run_cli(
+    result = invoke_cli(
         "train", "--data", str(unlabelled_npz(tmp_path / "plain.npz")), "--out", str(out), "--steps", "100",
         "--sample-every", "100", "--log-every", "50",
     )  # fmt: skip
@@ -105,7 +108,7 @@ def test_unlabelled_images_train_with_quality_off_and_no_classes(tmp_path):
     refused = run_cli("gan-digits", "generate", "--model", str(out / "generator.onnx"), "--digit", "1",
                       "--out", str(tmp_path / "g.png"))  # fmt: skip
     assert refused.returncode == 2 and "unlabelled" in refused.stderr
-    unmeasured = run_cli("evaluate", "--model", str(out / "generator.onnx"))
+    unmeasured = invoke_cli("evaluate", "--model", str(out / "generator.onnx"))
     assert unmeasured.returncode == 2 and "unlabelled data" in unmeasured.stderr
     assert "pass labelled data of the same kind of images with --data" in unmeasured.stderr
 
@@ -117,10 +120,10 @@ def test_a_run_begun_before_data_shapes_were_recorded_still_resumes_and_exports(
     for key in ("arch", "image_size", "channels", "data_set"):
         del config[key]
     (run / "config.json").write_text(json.dumps(config | {"data": None}))
-    exported = run_cli("export", "--run", str(run), "--out", str(tmp_path / "old.onnx"))
+    exported = invoke_cli("export", "--run", str(run), "--out", str(tmp_path / "old.onnx"))
     assert exported.returncode == 0, exported.stderr
     assert json.loads(metadata(tmp_path / "old.onnx")["image_shape"]) == [28, 28, 1]
-    resumed = run_cli("train", "--out", str(run), "--data", str(SMALL_MNIST), "--steps", "350", "--seed", "7",
+    resumed = invoke_cli("train", "--out", str(run), "--data", str(SMALL_MNIST), "--steps", "350", "--seed", "7",
                       "--checkpoint-every", "50", "--sample-every", "50", "--log-every", "50")  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from the checkpoint of step 300" in resumed.stderr

@@ -59,8 +59,8 @@ def test_sample_grids_are_4x4_pictures_that_change_as_training_goes(trained_run)
     assert not np.array_equal(first, last)
 
 
-def test_the_same_command_again_says_finished(trained_run, caplog):
-    out, _ = trained_run
+def test_the_same_command_again_says_finished(trained_run, tmp_path, caplog):
+    out = shutil.copytree(trained_run[0], tmp_path / "run")  # the session's run is shared, read only
     caplog.set_level("INFO")
     gan = train(short_run_config(out))
     assert int(gan.step.numpy()) == 300
@@ -78,8 +78,8 @@ def test_a_resumed_run_ends_with_the_same_weights_bit_for_bit(trained_run, tmp_p
     assert [record["step"] for record in progress_records(tmp_path)] == [50, 100, 150, 200, 250, 300]
 
 
-def test_an_out_folder_with_another_run_is_refused(trained_run, small_mnist):
-    out, _ = trained_run
+def test_an_out_folder_with_another_run_is_refused(trained_run, tmp_path, small_mnist):
+    out = shutil.copytree(trained_run[0], tmp_path / "run")  # the session's run is shared, read only
     with pytest.raises(ConfigError, match="digit: run has -1, asked for 4"):
         train(short_run_config(out, small_mnist, digit=4))
 
