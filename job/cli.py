@@ -31,6 +31,9 @@ from serving.oneline import OneLineErrors, plural
 ENV_PREFIX = "GAN_"
 
 log = logging.getLogger(__name__)
+# How each log line reads: its time to the second, its level, its message.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+LOG_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
 
 def _option(name: str, **kwargs):
@@ -190,8 +193,8 @@ def _setup_logging(verbose: bool) -> None:
         filter_native_stderr()  # what TF_CPP_MIN_LOG_LEVEL does not silence
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S",
+        format=LOG_FORMAT,
+        datefmt=LOG_TIME_FORMAT,
         stream=sys.stderr,
     )
     if not verbose:

@@ -132,8 +132,10 @@ class _LogToCurrentStderr(logging.StreamHandler):
     """The job's log lines, written to whatever sys.stderr is when they are logged: CliRunner's, during a call."""
 
     def __init__(self) -> None:
+        from job.cli import LOG_FORMAT, LOG_TIME_FORMAT
+
         super().__init__()
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+        self.setFormatter(logging.Formatter(LOG_FORMAT, LOG_TIME_FORMAT))
 
     @property
     def stream(self):
