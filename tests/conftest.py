@@ -30,6 +30,10 @@ def pytest_configure(config) -> None:
         os.environ["MNIST_GAN_TEST_CACHE"] = tempfile.mkdtemp(prefix="mnist-gan-test-cache-")
         config.add_cleanup(lambda: shutil.rmtree(os.environ.pop("MNIST_GAN_TEST_CACHE"), ignore_errors=True))
     os.environ["XDG_CACHE_HOME"] = os.environ["MNIST_GAN_TEST_CACHE"]
+    # XLA's compiled steps kept on disk for the session: a `gan-job` process that trains the MLP finds the step its
+    # predecessors compiled instead of compiling it again (about 3 s each). Set before any worker loads TensorFlow.
+    xla_cache = Path(os.environ["MNIST_GAN_TEST_CACHE"]) / "xla"
+    os.environ.setdefault("TF_XLA_FLAGS", f"--tf_xla_persistent_cache_directory={xla_cache}")
 
 
 @pytest.fixture
@@ -72,12 +76,17 @@ def train_until_preempted(config, step: int = 0) -> None:
 
 @pytest.fixture(scope="session")
 def small_mnist_classifier() -> Path:
-    """The session's user cache folder, holding the small set's quality classifier (trained there at most once)."""
+    """The session's user cache folder, holding the small set's quality classifier: the first pytest-xdist worker
+    that asks trains it while the others wait (without the lock, two workers at once would each train it). The
+    fixtures that train with quality on ask for it."""
+    import filelock
+
     from job.config import user_cache
     from job.data import load_data
     from job.quality import load_or_train_classifier
 
-    load_or_train_classifier(load_data(SMALL_MNIST), user_cache())
+    with filelock.FileLock(Path(os.environ["MNIST_GAN_TEST_CACHE"]) / "small-mnist-classifier.lock"):
+        load_or_train_classifier(load_data(SMALL_MNIST), user_cache())
     return user_cache()
 
 
@@ -104,7 +113,7 @@ def trained_once(tmp_path_factory, name: str, **overrides) -> tuple[Path, object
 
 
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory):
+def trained_run(tmp_path_factory, small_mnist_classifier):
     """One finished short run for the whole session: (run directory, final training state)."""
     return trained_once(tmp_path_factory, "run")
 
@@ -170,7 +179,7 @@ def invoke_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProce
 
 
 @pytest.fixture(scope="session")
-def conditional_run(tmp_path_factory):
+def conditional_run(tmp_path_factory, small_mnist_classifier):
     """One finished short conditional run: (run directory, final training state)."""
     return trained_once(tmp_path_factory, "conditional", conditional=True)
 

@@ -326,7 +326,7 @@ def test_a_second_start_on_the_same_folder_is_refused_and_a_killed_ones_lock_doe
     first = start_training(out, "--steps", "100000", "--checkpoint-every", "50", "--log-every", "50")
     try:
         wait_for(first, "step 100/")  # logged after the checkpoint of step 50 is on disk
-        second = run_cli("train", "--data", str(SMALL_MNIST), "--out", str(out), "--no-quality", "--steps", "100000")
+        second = invoke_cli("train", "--data", str(SMALL_MNIST), "--out", str(out), "--no-quality", "--steps", "100000")
         assert second.returncode == EXIT_BAD_INPUT
         assert_one_line(second.stderr, "another gan-job is training in")
     finally:
@@ -335,7 +335,7 @@ def test_a_second_start_on_the_same_folder_is_refused_and_a_killed_ones_lock_doe
     # The kill may land after a later checkpoint than step 100's: the third start asks for a step beyond the newest
     newest = max(int(path.name.split("-")[1].split(".")[0]) for path in (out / "checkpoints").glob("ckpt-*.index"))
     steps = str(newest + 50)
-    third = run_cli(
+    third = invoke_cli(
         "train", "--data", str(SMALL_MNIST), "--out", str(out), "--no-quality", "--steps", steps, "--log-every", "50"
     )
     assert third.returncode == 0, third.stderr

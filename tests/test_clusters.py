@@ -87,7 +87,7 @@ def test_the_sampler_draws_each_cluster_at_its_share_and_over_the_whole_range_of
 
 
 @pytest.fixture(scope="module")
-def self_conditioned_run(tmp_path_factory):
+def self_conditioned_run(tmp_path_factory, small_mnist_classifier):
     """An unconditional DCGAN on the 1,000 small MNIST images: 10 clusters (100 images a cluster on average)."""
     out = tmp_path_factory.mktemp("self-conditioned")
     train(short_run_config(out, arch="dcgan", steps=24, checkpoint_every=24, sample_every=24, log_every=12))

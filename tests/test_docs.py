@@ -144,7 +144,7 @@ def run_as_written(page: Path, folder: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def tutorial_folder(tmp_path_factory) -> Path:
+def tutorial_folder(tmp_path_factory, small_mnist_classifier) -> Path:
     folder = tmp_path_factory.mktemp("tutorial")
     done = run_as_written(TUTORIAL, folder)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -158,7 +158,7 @@ def test_the_tutorials_commands_run_as_written(tutorial_folder):
 
 
 @pytest.mark.slow
-def test_readmes_quick_start_runs_as_written(tmp_path):
+def test_readmes_quick_start_runs_as_written(tmp_path, small_mnist_classifier):
     done = run_as_written(README, tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert (tmp_path / "digits.png").stat().st_size > 0
