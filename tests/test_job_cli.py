@@ -105,12 +105,12 @@ def test_bad_input_is_one_line_and_exit_code_2_with_nothing_written(tmp_path, sm
 def test_evaluate_prints_the_quality_of_any_exported_generator(trained_run, small_mnist):
     model = trained_run[0] / "generator.onnx"
     args = ["evaluate", "--model", str(model), "--data", str(small_mnist), "--samples", "200"]
-    result = run_cli(*args, "--json")
+    result = invoke_cli(*args, "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["samples"] == 200 and report["frechet_distance"] > 0
     assert len(report["class_shares"]) == 10 and "label_accuracy" not in report
-    text = run_cli(*args)
+    text = invoke_cli(*args)
     assert "Fréchet distance:" in text.stdout and "classes covered:" in text.stdout
 
 
@@ -118,7 +118,7 @@ def test_evaluate_of_a_runs_model_reuses_the_classifier_its_training_measured_wi
     run = trained_run[0]
     cache = json.loads((run / "config.json").read_text())["quality_cache"]
     args = ["evaluate", "--model", str(run / "generator.onnx"), "--data", str(small_mnist), "--samples", "100"]
-    result = run_cli(*args)
+    result = invoke_cli(*args)
     assert result.returncode == 0, result.stderr
     assert f"using the cached classifier {cache}" in result.stderr
     assert "classifier test accuracy" not in result.stderr  # not trained again
@@ -132,9 +132,9 @@ def test_evaluate_names_each_class_share_as_the_data_measured_against_names_it(t
         np.savez(tmp_path / "named.npz", **arrays, class_names=np.array(names))
     model = trained_run[0] / "generator.onnx"
     args = ["evaluate", "--model", str(model), "--data", str(tmp_path / "named.npz"), "--samples", "200"]
-    report = json.loads(run_cli(*args, "--json").stdout)
+    report = json.loads(invoke_cli(*args, "--json").stdout)
     assert report["class_names"] == names
-    shares = run_cli(*args).stdout.split("share per class:")[1].splitlines()[0]
+    shares = invoke_cli(*args).stdout.split("share per class:")[1].splitlines()[0]
     assert [part.rsplit(":", 1)[0] for part in shares.strip().split("  ")] == names
 
 
