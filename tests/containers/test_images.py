@@ -312,11 +312,13 @@ def test_the_training_job_then_the_generate_job_with_its_init_container_run_as_t
     assert (claim / "mnist" / "digits.png").is_file()
 
 
-def test_two_per_digit_pods_at_once_on_one_cold_volume_three_times_all_succeed_with_one_valid_classifier(tmp_path):
+def test_two_per_digit_pods_at_once_on_one_cold_volume_twice_all_succeed_with_one_valid_classifier(tmp_path):
     import keras
 
+    # Two rounds, each a cold volume: two processes sharing one cache folder are also tested outside the images
+    # (tests/test_quality_cache.py); here the images, the shared volume and the downward API's digit are.
     job = k8s_jobs()["mnist-gan-train-per-digit"]
-    for first in (0, 2, 4):
+    for first in (0, 2):
         claim, data = claim_for(job, tmp_path / f"round-{first}")
         patch = TRAIN_PATCH | {"mounts": {data: "/data"}}
         indexes = (first, first + 1)
