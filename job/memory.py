@@ -16,14 +16,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from job.errors import ConfigError
-
-if TYPE_CHECKING:
-    import keras
 
 FLOAT = 4  # bytes of a float32
 FEATURES = 128  # values of the quality classifier's feature layer (job/quality.py build_classifier), per sample
@@ -36,26 +32,6 @@ CGROUP_V1 = "sys/fs/cgroup/memory"  # cgroup v1's memory controller
 V2 = ("memory.max", "memory.current", "inactive_file", "max")
 V1 = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file", None)
 V1_UNLIMITED = 2**62  # v1 says "no limit" with a huge number: 9223372036854771712 (2**63 - 1, page-rounded)
-
-
-def training_bytes(generator: keras.Model, discriminator: keras.Model, images: np.ndarray, batch: int) -> dict:
-    """The estimate's parts, in bytes."""
-    variables = generator.count_params() * 5 + discriminator.count_params() * 4  # + gradient, 2 Adam slots (+ EMA)
-    activations = (layer_outputs(generator) + layer_outputs(discriminator)) * batch * 3
-    return {"data": 2 * images.nbytes, "variables": variables * FLOAT, "activations": activations * FLOAT}
-
-
-def layer_outputs(model: keras.Model) -> int:
-    """Values of one image's layer outputs through `model` (nested models included)."""
-    import keras  # only here: the check of the images runs before TensorFlow loads
-
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            total += layer_outputs(layer)
-        elif not isinstance(layer, keras.layers.InputLayer):
-            total += sum(math.prod(output.shape[1:]) for output in keras.tree.flatten(layer.output))
-    return total
 
 
 def available_bytes(root: Path | None = None) -> int | None:
@@ -119,9 +95,10 @@ def _stat(folder: Path, key: str) -> int:
     return 0
 
 
-def check_fits(generator: keras.Model, discriminator: keras.Model, images: np.ndarray, batch: int) -> None:
-    """ConfigError when the training estimate exceeds the memory available."""
-    parts = training_bytes(generator, discriminator, images, batch)
+def check_fits(images: np.ndarray, networks: dict[str, int]) -> None:
+    """ConfigError when training on `images` needs more than the memory available: the images twice over, and the
+    networks' own estimate in bytes (job.models.training_bytes)."""
+    parts = {"data": 2 * images.nbytes} | networks
     what = f"training {len(images)} images of {_shape(images.shape[1:])}"
     _refuse_beyond(what, parts, "a smaller --image-size, fewer images, or a machine with more memory")
 

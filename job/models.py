@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
+from job.memory import FLOAT
+
 LABEL_EMBEDDING = 50  # size of the learned vector each class label becomes in conditional generators
 DRAWN_CLUSTER = "drawn_cluster"  # the layer of a self-conditioned sampler that draws the cluster (DrawnCluster)
 Shape = tuple[int, int, int]  # height, width, channels
@@ -270,3 +272,22 @@ ARCHITECTURES: dict[str, Architecture] = {
         self_conditioning=30,
     ),
 }
+
+
+def training_bytes(generator: keras.Model, discriminator: keras.Model, batch: int) -> dict[str, int]:
+    """What training the two networks holds in memory, in bytes: their variables with a gradient and two Adam slots
+    each (and the generator's moving average), and a batch's layer outputs (forward, gradient, and a spare)."""
+    variables = generator.count_params() * 5 + discriminator.count_params() * 4
+    activations = (layer_outputs(generator) + layer_outputs(discriminator)) * batch * 3
+    return {"variables": variables * FLOAT, "activations": activations * FLOAT}
+
+
+def layer_outputs(model: keras.Model) -> int:
+    """Values of one image's layer outputs through `model` (nested models included)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += layer_outputs(layer)
+        elif not isinstance(layer, keras.layers.InputLayer):
+            total += sum(math.prod(output.shape[1:]) for output in keras.tree.flatten(layer.output))
+    return total

@@ -23,7 +23,7 @@ from job.errors import Interrupted, TrainingDiverged
 from job.export import export_onnx, exported_step, metadata
 from job.gan import Gan, TrainStep, build_gan, make_deterministic, sample_images
 from job.memory import check_fits
-from job.models import ARCHITECTURES, conditioning_strength
+from job.models import ARCHITECTURES, conditioning_strength, training_bytes
 from job.outputs import (
     MetricsLog,
     append_record,
@@ -120,7 +120,7 @@ def train_claimed(
     warn_if_the_label_stays_weak(config, gan)
     _log_learning_rates(config, gan)
     if not tf.config.list_physical_devices("GPU"):  # on a GPU, TensorFlow reports a lack of memory itself
-        check_fits(gan.generator, gan.discriminator, images, config.batch)
+        check_fits(images, training_bytes(gan.generator, gan.discriminator, config.batch))
     with timings.part("quality_classifier"):
         meter = _quality_meter(config, data)  # the classifier's one-time training, before the run folder is touched
     signals.raise_if_requested()
