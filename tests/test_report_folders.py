@@ -70,7 +70,7 @@ def test_a_folder_that_holds_no_run_anywhere_below_is_one_line_and_exit_code_2(t
     folder = tmp_path / "not-runs"
     (folder / "notes" / "drafts").mkdir(parents=True)
     (folder / "notes" / "drafts" / "todo.txt").write_text("train a GAN\n")
-    result = run_cli("report", str(folder), "--out", str(tmp_path / "compare.html"))
+    result = without_tensorflow("gan-job", "report", folder, "--out", tmp_path / "compare.html")
     assert result.returncode == EXIT_BAD_INPUT, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and f"{folder} " in lines[0], result.stderr
