@@ -29,8 +29,8 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from job.config import TrainConfig  # noqa: E402
-from job.data import load_data, training_images  # noqa: E402
-from job.gan import TrainStep, build_gan, make_deterministic  # noqa: E402
+from job.data.load import load_data, training_images  # noqa: E402
+from job.networks.gan import TrainStep, build_gan, make_deterministic  # noqa: E402
 
 STEPS_PER_CALL = 50  # the job ends a call at a log line (100 steps) or after about two seconds, whichever is first
 

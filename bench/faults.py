@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from job.rundir import steps_on_disk  # noqa: E402
+from job.rundir.claim import steps_on_disk  # noqa: E402
 
 REPO = Path(__file__).parents[1]
 CODE = "import sys; from job.cli import main; sys.exit(main())"

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from job.models import build_discriminator, build_generator
+from job.networks.models import build_discriminator, build_generator
 
 MNIST = ((28, 28, 1), 10)  # image shape, classes
 

@@ -98,8 +98,8 @@ def real_floor(args, scratch: Path, draws: int = 3) -> list[float]:
     distance a generator that draws the training distribution exactly would measure."""
     import numpy as np
 
-    from job.data import load_data, reference_images, to_unit_range
-    from job.quality import QualityMeter, load_or_train_classifier
+    from job.analysis.quality import QualityMeter, load_or_train_classifier
+    from job.data.load import load_data, reference_images, to_unit_range
 
     data = load_data(args.data)
     meter = QualityMeter(load_or_train_classifier(data, scratch / "cache", seed=args.seed), reference_images(data))

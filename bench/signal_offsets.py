@@ -43,7 +43,7 @@ import onnx  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from job.errors import EXIT_INTERRUPTED  # noqa: E402
-from job.rundir import steps_on_disk  # noqa: E402
+from job.rundir.claim import steps_on_disk  # noqa: E402
 
 REPO = Path(__file__).parents[1]
 CODE = "import sys; from job.cli import main; sys.exit(main())"

@@ -1,6 +1,6 @@
-"""The conditional DCGAN on a small data set, with its label coming in gradually over the first steps (as the job
-trains it: `conditioning_ramp` in job/models.py) and with the label at full strength from the first step, side by
-side in one run, same data, same seed.
+"""The conditional DCGAN on a small data set, with its label coming in gradually over the first steps (as the
+job trains it: `conditioning_ramp` in job/networks/models.py) and with the label at full strength from the first
+step, side by side in one run, same data, same seed.
 
 The data is what a user's own small image set looks like: a folder of PNGs in one subfolder per class, here
 `--per-class` of MNIST's 0s, 1s and 2s padded to 32x32 and drawn in orange on blue. Each run is a real
@@ -34,7 +34,7 @@ SAMPLES_PER_CLASS = 200  # for the variety measure
 # The job's own entry point, with the ramp of the DCGAN replaced by RAMP (0: the label at full strength throughout).
 TRAIN = """
 import dataclasses, sys
-from job import models
+from job.networks import models
 models.ARCHITECTURES["dcgan"] = dataclasses.replace(models.ARCHITECTURES["dcgan"], conditioning_ramp={ramp})
 from job.cli import main
 main()
@@ -60,7 +60,7 @@ def write_image_folder(mnist: Path, per_class: list[int], folder: Path) -> dict[
 
 def variety(model: Path, reals: dict[str, np.ndarray], seed: int) -> dict[str, float]:
     """Per class: how far apart its samples are, relative to its real images (both in [-1, 1])."""
-    from job.quality import mean_pairwise_distance
+    from job.analysis.quality import mean_pairwise_distance
     from serving.model import Generator
 
     generator = Generator(model)
@@ -108,7 +108,7 @@ def main() -> None:
     folder = scratch / "images"
     reals = write_image_folder(args.data, args.per_class, folder)
 
-    from job.models import ARCHITECTURES
+    from job.networks.models import ARCHITECTURES
 
     ramps = {"gradual": ARCHITECTURES["dcgan"].conditioning_ramp, "at_once": 0}
     runs = {}

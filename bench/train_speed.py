@@ -38,9 +38,9 @@ import tensorflow as tf  # noqa: E402
 from minimal_gan import MinimalGan  # noqa: E402  (bench/minimal_gan.py, beside this file)
 
 from job.config import TrainConfig  # noqa: E402
-from job.data import load_data, to_unit_range, training_images  # noqa: E402
-from job.gan import TrainStep, build_gan, make_deterministic  # noqa: E402
-from job.models import build_discriminator, build_generator  # noqa: E402
+from job.data.load import load_data, to_unit_range, training_images  # noqa: E402
+from job.networks.gan import TrainStep, build_gan, make_deterministic  # noqa: E402
+from job.networks.models import build_discriminator, build_generator  # noqa: E402
 
 MNIST = ((28, 28, 1), 10)  # image shape, classes
 

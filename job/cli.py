@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from job import signals
+from job.analysis.sweep import MAX_VARIATIONS
 from job.config import MAX_SAMPLES, REQUIRED, Option, TrainConfig, default_of, flag_of, option_type, options
 from job.errors import (
     EXIT_BAD_INPUT,
@@ -23,7 +24,6 @@ from job.errors import (
     Interrupted,
 )
 from job.native_logs import filter_native_stderr
-from job.sweep import MAX_VARIATIONS
 from serving.cli import SEED
 from serving.files import RUN_MODEL, OutputPath, step_model
 from serving.oneline import OneLineErrors, plural
@@ -109,7 +109,7 @@ def _resumed_values(out, not_given: set[str]) -> tuple[dict, ConfigError | None]
     needs only --out (and --steps), and its data (recorded_data). Options a resume may change keep their defaults.
     Also why the recorded data cannot be found, if it cannot. Nothing for a new folder, or one whose config.json
     does not read (the start then says why)."""
-    from job.rundir import RunDir, recorded_data
+    from job.rundir.claim import RunDir, recorded_data
 
     run = RunDir(out)
     try:
@@ -129,7 +129,7 @@ def _resumed_values(out, not_given: set[str]) -> tuple[dict, ConfigError | None]
 
 
 def _train(config: TrainConfig, force: bool, data_unknown: ConfigError | None = None) -> None:
-    from job.rundir import claimed, finished_already
+    from job.rundir.claim import claimed, finished_already
 
     step = None if force else finished_already(config)
     if step is not None:  # answered without TensorFlow, and nothing in the run written
@@ -138,12 +138,12 @@ def _train(config: TrainConfig, force: bool, data_unknown: ConfigError | None = 
     if data_unknown is not None:
         raise data_unknown
     with claimed(config, force) as (run, mnist):  # refusals come here, before TensorFlow loads
-        from job.train import train_claimed
+        from job.loop.train import train_claimed
 
         if not sys.stderr.isatty():  # container logs: plain lines from the training loop
             train_claimed(config, run, mnist, force)
             return
-        from job.progress_bar import ProgressBar
+        from job.loop.progress_bar import ProgressBar
 
         with ProgressBar(config.steps, sys.stderr) as bar:
             train_claimed(config, run, mnist, force, on_progress=bar.logged, on_advance=bar.advanced)
@@ -229,7 +229,7 @@ def export(run_path: Path, step: int | None, out: Path | None) -> None:
 
 def _export(run_path: Path, step: int | None, out: Path | None) -> None:
     from job.export import export_onnx, metadata
-    from job.run import load_run
+    from job.rundir.restore import load_run
 
     config, data_set, gan, restored = load_run(run_path, step)
     out = out or run_path / (RUN_MODEL if step is None else step_model(restored))
@@ -265,21 +265,21 @@ def _export(run_path: Path, step: int | None, out: Path | None) -> None:
 def evaluate(model: Path, data: str | None, samples: int, seed: int, quality_cache: Path | None, as_json: bool) -> None:
     """Measure an exported generator against its data: Fréchet distance, share of each class, and how often a
     conditional model draws the class asked for."""
-    from job.rundir import classifier_cache_of
+    from job.rundir.claim import classifier_cache_of
 
     _run(lambda: _evaluate(model, data, samples, seed, quality_cache or classifier_cache_of(model), as_json))
 
 
 def _evaluate(model_path: Path, data: str | None, samples: int, seed: int, cache: Path, as_json: bool) -> None:
-    from job.memory import check_room_for_samples
-    from job.rundir import data_of
+    from job.data.memory import check_room_for_samples
+    from job.rundir.claim import data_of
     from serving.model import Generator, ModelError
 
     try:  # refused before TensorFlow loads: a file that is no generator, more samples than fit, its run's data gone
         generator = Generator(model_path)
         check_room_for_samples(samples, generator.latent_dim, generator.image_shape, "--samples")
         data = data or data_of(model_path)
-        from job.quality import evaluate_model
+        from job.analysis.quality import evaluate_model
 
         report = evaluate_model(model_path, data, samples, seed, cache)
     except ModelError as error:
@@ -327,7 +327,7 @@ def report(folders: tuple[Path, ...], out: Path) -> None:
 
 
 def _report(folders: list[Path], out: Path) -> None:
-    from job.report import compare
+    from job.analysis.report import compare
 
     runs = compare(folders, out)
     click.echo(f"compared {plural(len(runs), 'run')} in {out}", err=True)
@@ -378,7 +378,7 @@ def sweep(
 def _sweep(sweep_file, out, parallel, gpus, index, list_only, train_options) -> None:
     from click.core import ParameterSource
 
-    from job.sweep import SweepError, check_steps_done, describe, load_sweep, run_index, run_sweep
+    from job.analysis.sweep import SweepError, check_steps_done, describe, load_sweep, run_index, run_sweep
 
     given = train.make_context("gan-job train", ["--out", str(out), *train_options])
     overrides = {

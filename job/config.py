@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from job.data import MAX_CLASSES, MAX_SIDE, MIN_SIDE, parse_image_size
+from job.data.load import MAX_CLASSES, MAX_SIDE, MIN_SIDE, parse_image_size
 from job.errors import ConfigError
 from serving.model import CHANNELS, MAX_LATENT_DIM
 
@@ -41,7 +41,7 @@ PRESETS: dict[str, Hyperparameters] = {
 
 SAMPLE_IMAGES = 16  # the fixed latents drawn into every sample grid: a 4x4 grid
 
-ARCH_NAMES = ("mlp", "dcgan")  # job/models.py builds each (a test checks they agree)
+ARCH_NAMES = ("mlp", "dcgan")  # job/networks/models.py builds each (a test checks they agree)
 
 SEED_RANGE = (0, 2**32 - 1)  # what numpy and TensorFlow accept as a seed
 # Samples a quality measurement draws at most (training's --quality-samples, gan-job evaluate's --samples): they are

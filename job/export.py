@@ -15,7 +15,7 @@ import tensorflow as tf
 from job import __version__, signals
 from job.config import TrainConfig
 from job.errors import ExportError
-from job.rundir import exported_step as exported_step  # read where the run folder is read, without TensorFlow
+from job.rundir.claim import exported_step as exported_step  # read where the run folder is read, without TensorFlow
 from serving import triton
 from serving.files import atomic_write_bytes
 from serving.model import (
@@ -73,7 +73,7 @@ def export_onnx(generator: keras.Model, path: Path, metadata: dict[str, object])
 
 def metadata(config: TrainConfig, data_set: dict, step: int, clusters: int = 0) -> dict[str, object]:
     """The model's metadata: how it was trained, and what its data is (ImageData.description); `clusters`: a
-    self-conditioned model's (job/clusters.py)."""
+    self-conditioned model's (job/networks/clusters.py)."""
     names = {META_CLASS_NAMES: json.dumps(data_set["class_names"])} if data_set["class_names"] else {}
     self_conditioning = {"clusters": clusters} if clusters else {}
     return {

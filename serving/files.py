@@ -60,7 +60,7 @@ def fsync_directory(folder: Path) -> None:
 
 # --- a run folder's state, which no command's output may land on -----------------------------------------------------
 
-# What a run resumes from (job/rundir.py names a run's files from these): written by the training job alone.
+# What a run resumes from (job/rundir/claim.py names a run's files from these): written by the training job alone.
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS_FOLDER = "checkpoints"

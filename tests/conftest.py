@@ -17,7 +17,8 @@ import pytest
 from serving.files import RUN_MODEL
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# What job.gan.make_deterministic sets, here for the whole session: tests run TensorFlow before their first train().
+# What job.networks.gan.make_deterministic sets, here for the whole session: tests run TensorFlow before their
+# first train().
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 SMALL_MNIST = Path(__file__).parent / "data" / "mnist_small.npz"
@@ -61,7 +62,7 @@ def train_until_preempted(config, step: int = 0) -> None:
     writes a checkpoint of the step reached and raises Interrupted."""
     from job import signals
     from job.errors import Interrupted
-    from job.train import train
+    from job.loop.train import train
 
     def sigterm_at_step(progress) -> None:
         if progress.step >= step:
@@ -81,9 +82,9 @@ def small_mnist_classifier() -> Path:
     fixtures that train with quality on ask for it."""
     import filelock
 
+    from job.analysis.quality import load_or_train_classifier
     from job.config import user_cache
-    from job.data import load_data
-    from job.quality import load_or_train_classifier
+    from job.data.load import load_data
 
     with filelock.FileLock(Path(os.environ["MNIST_GAN_TEST_CACHE"]) / "small-mnist-classifier.lock"):
         load_or_train_classifier(load_data(SMALL_MNIST), user_cache())
@@ -96,8 +97,8 @@ def trained_once(tmp_path_factory, name: str, **overrides) -> tuple[Path, object
     newest checkpoint. (run directory, final training state)"""
     import filelock
 
-    from job.run import load_run
-    from job.train import train
+    from job.loop.train import train
+    from job.rundir.restore import load_run
 
     if "PYTEST_XDIST_WORKER" not in os.environ:  # one process: nobody to share with
         out = tmp_path_factory.mktemp(name)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from job.checkpoints import Checkpoints
-from job.rundir import steps_on_disk
+from job.rundir.checkpoints import Checkpoints
+from job.rundir.claim import steps_on_disk
 from tests.conftest import SMALL_MNIST, invoke_cli, short_run_config, train_until_preempted
 
 
@@ -113,7 +113,7 @@ def test_checkpoints_that_all_read_back_rotate_as_the_newest_few(tmp_path):
 def test_a_run_resumed_below_corrupt_checkpoints_and_stopped_after_its_next_save_resumes_from_it(
     trained_run, tmp_path, caplog, keep, corrupt, resumed
 ):
-    from job.train import train
+    from job.loop.train import train
     from tests.test_resilience import assert_same_state
 
     run = tmp_path / "run"

@@ -1,5 +1,5 @@
-"""Self-conditioning (job/clusters.py): the unconditional DCGAN learns as a conditional pair on k-means clusters of its
-own images, and the model it exports draws the cluster itself, from the latent vector alone."""
+"""Self-conditioning (job/networks/clusters.py): the unconditional DCGAN learns as a conditional pair on k-means
+clusters of its own images, and the model it exports draws the cluster itself, from the latent vector alone."""
 
 import dataclasses
 import json
@@ -10,10 +10,10 @@ import numpy as np
 import onnx
 import pytest
 
-from job.clusters import cluster_count, cluster_images, run_clusters
 from job.config import ConfigError
-from job.models import ARCHITECTURES, DrawnCluster
-from job.train import train
+from job.loop.train import train
+from job.networks.clusters import cluster_count, cluster_images, run_clusters
+from job.networks.models import ARCHITECTURES, DrawnCluster
 from serving.model import Generator
 from tests.conftest import invoke_cli, short_run_config
 
@@ -57,7 +57,7 @@ def test_a_runs_kept_clusters_are_reused_and_damaged_ones_made_again_with_a_warn
 
 
 def test_small_data_sets_get_fewer_clusters_and_tiny_ones_none_which_the_log_says(caplog):
-    caplog.set_level(logging.INFO, logger="job.clusters")
+    caplog.set_level(logging.INFO, logger="job.networks.clusters")
     assert cluster_count(60_000, 10) == 10
     assert cluster_count(500, 10) == 5  # 100 images a cluster on average
     assert cluster_count(200, 10) == 2

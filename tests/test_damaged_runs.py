@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from job.analysis.report import FINISHED, read_run, render_run, write_comparison, write_run_report
 from job.config import TrainConfig, user_cache
-from job.data import ImageData
+from job.data.load import ImageData
 from job.errors import EXIT_BAD_INPUT, ConfigError
-from job.report import FINISHED, read_run, render_run, write_comparison, write_run_report
-from job.rundir import RunDir, classifier_cache_of, config_json
+from job.rundir.claim import RunDir, classifier_cache_of, config_json
 from serving.images import grid
 from tests.conftest import invoke_cli, run_cli
 
@@ -245,7 +245,7 @@ def test_a_comparison_with_no_readable_run_writes_nothing_and_says_why(tmp_path)
 
 
 def test_the_sweeps_comparison_leaves_a_damaged_run_out_too(tmp_path, caplog):
-    from job.sweep import Variation, finish_sweep
+    from job.analysis.sweep import Variation, finish_sweep
 
     variations = [Variation("seed-0", {"seed": 0}), Variation("seed-1", {"seed": 1}), Variation("seed-2", {"seed": 2})]
     synthetic_run(tmp_path / "seed-0")
@@ -290,7 +290,7 @@ def test_gan_job_report_of_damaged_runs_only_is_one_line_and_exit_code_2(tmp_pat
     "case", [UNREADABLE[name] for name in ("config.json a list", "steps NaN", "image shape of two channels")]
 )
 def test_export_refuses_a_run_whose_config_json_is_damaged_in_one_line(tmp_path, case):
-    from job.run import load_run
+    from job.rundir.restore import load_run
 
     damage, message = case
     run = synthetic_run(tmp_path / "run")
@@ -301,7 +301,7 @@ def test_export_refuses_a_run_whose_config_json_is_damaged_in_one_line(tmp_path,
 
 
 def test_export_refuses_a_config_json_that_records_no_out(tmp_path):
-    from job.run import load_run
+    from job.rundir.restore import load_run
 
     run = synthetic_run(tmp_path / "run")
     config = json.loads((run / "config.json").read_text())

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from job.data import DataError, load_data, training_images
+from job.data.load import DataError, load_data, training_images
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> None:

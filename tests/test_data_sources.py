@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from job.data import DataError, load_data, training_set
+from job.data.load import DataError, load_data, training_set
 from tests.conftest import image_folder, mnist_png_folders, tinted_mnist_32, unlabelled_npz
 
 

@@ -12,10 +12,10 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-import job.data
+import job.data.load
 from job.cli import main as gan_job
 from job.errors import ConfigError
-from job.rundir import data_of
+from job.rundir.claim import data_of
 from serving.model import META_DATA
 from tests.conftest import SMALL_MNIST, recorded_run
 from tests.test_output_guard import assert_refused, without_tensorflow
@@ -57,7 +57,7 @@ def test_evaluate_measures_a_runs_model_against_the_file_its_run_trained_on_offl
     def no_download(name: str) -> None:
         raise AssertionError(f"evaluate downloaded {name}")
 
-    monkeypatch.setattr(job.data, "_from_keras_download", no_download)
+    monkeypatch.setattr(job.data.load, "_from_keras_download", no_download)
 
     measured = evaluate("--model", run / "generator.onnx")
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from job import export as export_module
 from job.cli import main
 from job.export import ExportError, export_onnx, metadata
-from job.rundir import data_set_of
+from job.rundir.claim import data_set_of
 from tests.conftest import invoke_cli, short_run_config
 
 

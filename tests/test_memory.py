@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from job import memory
 from job.config import ConfigError
-from job.data import load_data
+from job.data import memory
+from job.data.load import load_data
 from job.errors import EXIT_BAD_INPUT
-from job.train import train
+from job.loop.train import train
 from tests.conftest import SMALL_MNIST, image_folder, run_cli, short_run_config
 
 pytestmark = pytest.mark.slow

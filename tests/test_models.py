@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from job.models import build_discriminator, build_generator, conditioning_layers
+from job.networks.models import build_discriminator, build_generator, conditioning_layers
 from tests.conftest import MNIST
 
 

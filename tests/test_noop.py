@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from job import sweep as sweep_module
+from job.analysis import sweep as sweep_module
+from job.analysis.sweep import comparison_current, finish_sweep, load_sweep, run_sweep
 from job.cli import train as train_command
-from job.sweep import comparison_current, finish_sweep, load_sweep, run_sweep
 from tests.conftest import SMALL_MNIST
 from tests.test_output_guard import assert_refused, without_tensorflow
 

@@ -132,7 +132,7 @@ def test_a_folder_that_holds_no_run_has_no_state(tmp_path):
 
 
 def test_the_run_state_names_are_the_ones_the_job_uses():
-    from job.rundir import RunDir
+    from job.rundir.claim import RunDir
 
     names = RunDir(Path("r"))
     assert {path.name for path in (names.config, names.metrics, names.checkpoints, names.lock, names.clusters)} == set(

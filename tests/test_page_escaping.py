@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from job.report import FINISHED, write_comparison, write_run_report
+from job.analysis.report import FINISHED, write_comparison, write_run_report
 from tests.test_damaged_runs import synthetic_run
 
 # Names that would end, open or comment out markup and scripts, quotes and ampersands, and JavaScript's own line

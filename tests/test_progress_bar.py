@@ -15,8 +15,8 @@ import pytest
 import tqdm.std
 
 from job.errors import Interrupted
-from job.progress_bar import ProgressBar
-from job.train import Progress
+from job.loop.progress_bar import ProgressBar
+from job.loop.train import Progress
 
 
 class Terminal(io.StringIO):
@@ -139,7 +139,7 @@ def test_the_bar_moves_between_log_lines_and_shows_the_last_ones_losses(clock):
 def test_a_log_line_stands_on_a_line_of_its_own_and_an_interrupted_bar_ends_its_line(clock, monkeypatch):
     with console(monkeypatch) as terminal, pytest.raises(Interrupted), ProgressBar(6000, sys.stderr) as bar:
         bar.advanced(400)
-        logging.getLogger("job.train").warning("quality at step 400")
+        logging.getLogger("job.loop.train").warning("quality at step 400")
         bar.advanced(800)
         raise Interrupted("interrupted by SIGINT")  # or any failure
     quality, last_bar, after = screen(terminal.getvalue())
@@ -151,14 +151,14 @@ def test_the_finished_bar_ends_its_line_and_later_log_lines_go_below_it(clock, m
     with console(monkeypatch) as terminal, ProgressBar(6000, sys.stderr) as bar:
         bar.advanced(3000)
         bar.advanced(6000)
-        logging.getLogger("job.train").warning("run finished")
+        logging.getLogger("job.loop.train").warning("run finished")
     finished, log_line, after = screen(terminal.getvalue())
     assert "6000/6000" in finished and log_line == "run finished" and after == ""
 
 
 def test_a_run_stopped_during_its_first_call_leaves_the_terminal_as_it_was(clock, monkeypatch):
     with console(monkeypatch) as terminal, pytest.raises(Interrupted), ProgressBar(6000, sys.stderr):
-        logging.getLogger("job.train").warning("interrupted while compiling")
+        logging.getLogger("job.loop.train").warning("interrupted while compiling")
         raise Interrupted("interrupted by SIGTERM")
     assert terminal.getvalue() == "interrupted while compiling\n"
 

@@ -4,10 +4,10 @@ digit, and for conditional models the share classified as the digit asked for.""
 import numpy as np
 import pytest
 
-from job import quality
+from job.analysis import quality
+from job.analysis.quality import QualityMeter, classifier_epochs, frechet_distance, load_or_train_classifier
 from job.config import user_cache
-from job.data import load_data, reference_images, to_unit_range
-from job.quality import QualityMeter, classifier_epochs, frechet_distance, load_or_train_classifier
+from job.data.load import load_data, reference_images, to_unit_range
 from tests.conftest import SMALL_MNIST
 
 

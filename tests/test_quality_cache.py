@@ -10,15 +10,15 @@ import keras
 import pytest
 
 from job import signals
+from job.analysis.quality import load_or_train_classifier
 from job.config import user_cache
-from job.data import load_data
+from job.data.load import load_data
 from job.errors import Interrupted
-from job.quality import load_or_train_classifier
-from job.rundir import classifier_cache_of
+from job.rundir.claim import classifier_cache_of
 from tests.conftest import SMALL_MNIST, recorded_run
 
 TRAIN_INTO_CACHE = (
-    "import sys; from job.data import load_data; from job.quality import load_or_train_classifier; "
+    "import sys; from job.data.load import load_data; from job.analysis.quality import load_or_train_classifier; "
     "load_or_train_classifier(load_data(sys.argv[1]), sys.argv[2], epochs=1)"
 )
 

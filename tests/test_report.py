@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from job.report import FINISHED, INTERRUPTED, RUNNING, read_run, write_comparison, write_run_report
+from job.analysis.report import FINISHED, INTERRUPTED, RUNNING, read_run, write_comparison, write_run_report
 from tests.conftest import progress_records
 
 pytestmark = pytest.mark.slow
@@ -80,7 +80,7 @@ def test_a_run_whose_samples_look_alike_says_so_at_the_top(trained_run, tmp_path
     measured = [line for line in lines if "frechet_distance" in line]
     assert measured and all("least_variety" in line for line in measured)  # every quality measurement has it
     # As a collapsed model measures: a class that looks alike at every measurement, the distance no longer falling
-    # (job.quality.collapsed: one measurement, or a run still improving, is no collapse).
+    # (job.analysis.quality.collapsed: one measurement, or a run still improving, is no collapse).
     for line in measured:
         line["least_variety"] = variety
         line["frechet_distance"] = measured[-1]["frechet_distance"]
@@ -191,7 +191,7 @@ def test_a_finished_run_leaves_a_page_that_says_finished(trained_run):
 
 
 def test_while_training_the_page_says_running_and_follows_each_sample_grid(tmp_path):
-    from job.train import train
+    from job.loop.train import train
     from tests.conftest import short_run_config
 
     seen = {}
@@ -286,7 +286,7 @@ def test_the_comparison_loads_in_chromium_without_a_console_message(trained_run,
 
 
 def test_a_run_that_fails_says_failed_and_the_error_goes_on(tmp_path):
-    from job.report import FAILED, kept_current
+    from job.analysis.report import FAILED, kept_current
 
     (tmp_path / "config.json").write_text(json.dumps({"steps": 100}))
     with pytest.raises(MemoryError), kept_current(tmp_path, "CPU", interrupted=KeyboardInterrupt):

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 from plotly.offline import get_plotlyjs
 
+from job.analysis.report import PLOTLY_NAME, compare, runs_in
 from job.cli import main
 from job.errors import EXIT_BAD_INPUT
-from job.report import PLOTLY_NAME, compare, runs_in
 from tests.conftest import run_cli
 from tests.test_damaged_runs import embedded_charts, synthetic_run
 from tests.test_output_guard import assert_refused, without_tensorflow

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from job.report import FINISHED, INTERRUPTED, RUNNING, write_run_report
+from job.analysis.report import FINISHED, INTERRUPTED, RUNNING, write_run_report
 from tests.test_damaged_runs import embedded_charts, synthetic_run
 from tests.test_report import CHROMIUM, console_messages, markup, open_in_chromium
 
@@ -133,7 +133,7 @@ def test_the_timeline_is_named_by_the_sample_cadence(tmp_path):
 
 @pytest.mark.slow
 def test_each_start_records_the_step_it_began_from_and_every_line_its_wall_time_and_learning_rates(tmp_path):
-    from job.train import train
+    from job.loop.train import train
     from tests.conftest import progress_records, short_run_config, train_until_preempted
 
     config = short_run_config(tmp_path, steps=200, quality=False)

@@ -1,7 +1,8 @@
 """Collapse is warned about where it means something, and in the same places by the training log and report.html:
 a class whose samples look alike while the run still blurs into shape is no warning; a collapsed model still is.
 
-The runs' quality measurements are written by hand, from real runs (job.quality.collapsed says where they come from).
+The runs' quality measurements are written by hand, from real runs (job.analysis.quality.collapsed says where they
+come from).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from job.quality import QualityReport
-from job.quality_rules import collapsed
-from job.report import FINISHED, RUNNING, write_run_report
+from job.analysis.quality import QualityReport
+from job.analysis.quality_rules import collapsed
+from job.analysis.report import FINISHED, RUNNING, write_run_report
 from tests.test_damaged_runs import synthetic_run
 
 # (step, Fréchet distance, least variety) every 100 steps of 2,000-step runs on tests/data/mnist_small.npz:
@@ -64,10 +65,10 @@ def warned_on_page(page: Path) -> bool:
 
 def logged_warnings(measurements: list[tuple[int, float, float]], steps: int, caplog) -> list[int]:
     """The steps at which the training log warns, measurement after measurement, as the training loop calls it."""
-    from job.train import _log_quality
+    from job.loop.train import _log_quality
 
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="job.train"):
+    with caplog.at_level(logging.WARNING, logger="job.loop.train"):
         for count, (step, fd, variety) in enumerate(measurements, start=1):
             report = QualityReport(fd, [0.1] * 10, None, [variety] + [0.9] * 9, tuple("0123456789"))
             _log_quality(step, steps, report, lines(measurements[:count]))

@@ -19,12 +19,12 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
-from job.checkpoints import Checkpoints
 from job.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from job.cli import main as gan_job
 from job.errors import CheckpointsUnreadable, Interrupted
-from job.gan import TrainStep
-from job.train import TrainingDiverged, train
+from job.loop.train import TrainingDiverged, train
+from job.networks.gan import TrainStep
+from job.rundir.checkpoints import Checkpoints
 from tests.conftest import SMALL_MNIST, invoke_cli, progress_records, run_cli, short_run_config, train_until_preempted
 
 pytestmark = pytest.mark.slow
@@ -169,7 +169,7 @@ REFUSE_CHECKPOINTS_OF_MORE_VALUES = """
 import logging, sys
 from pathlib import Path
 import tensorflow as tf
-from job.checkpoints import Checkpoints
+from job.rundir.checkpoints import Checkpoints
 from job.errors import CheckpointsUnreadable
 logging.basicConfig(level=logging.INFO)
 values = {f"v{i}": tf.Variable(0.0) for i in range(20)}
@@ -211,7 +211,7 @@ def test_a_corrupt_newest_checkpoint_is_skipped_with_a_warning(trained_run, tmp_
 
 def after_each_call(monkeypatch: pytest.MonkeyPatch, change: Callable[[TrainStep, dict], None]) -> None:
     """Training calls `change(train_step, means)` after each compiled call, before the loop looks at the means."""
-    from job import gan as gan_module
+    from job.networks import gan as gan_module
 
     original = gan_module.TrainStep.compiled
 
@@ -384,9 +384,9 @@ def test_an_extended_run_stopped_between_its_last_checkpoint_and_its_export_expo
     trained_run, tmp_path, monkeypatch
 ):
     # The run's generator.onnx is the one of its first 300 steps: it must not pass for the export of step 400.
-    import job.train
+    import job.loop.train
     from job.export import exported_step
-    from job.rundir import steps_on_disk
+    from job.rundir.claim import steps_on_disk
 
     run = tmp_path / "run"
     shutil.copytree(trained_run[0], run)
@@ -395,7 +395,7 @@ def test_an_extended_run_stopped_between_its_last_checkpoint_and_its_export_expo
     def sigterm_before_the_export(*args) -> None:
         raise Interrupted("interrupted by SIGTERM before the export")
 
-    monkeypatch.setattr(job.train, "save_final_models", sigterm_before_the_export)
+    monkeypatch.setattr(job.loop.train, "save_final_models", sigterm_before_the_export)
     with pytest.raises(Interrupted):
         train(config)
     monkeypatch.undo()

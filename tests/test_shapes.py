@@ -9,7 +9,7 @@ import onnx
 import pytest
 from PIL import Image
 
-from job.train import train
+from job.loop.train import train
 from tests.conftest import (
     SMALL_MNIST,
     invoke_cli,

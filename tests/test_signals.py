@@ -14,9 +14,9 @@ import pytest
 import tensorflow as tf
 
 from job import signals
-from job.checkpoints import Checkpoints
 from job.cli import _run
 from job.errors import EXIT_INTERRUPTED, Interrupted
+from job.rundir.checkpoints import Checkpoints
 from tests.conftest import SMALL_MNIST, invoke_cli
 
 
@@ -204,7 +204,7 @@ SECOND_SIGTERM_DURING_A_SAVE = """
 import os, signal, sys
 import tensorflow as tf
 from job import signals
-from job.checkpoints import Checkpoints
+from job.rundir.checkpoints import Checkpoints
 
 checkpoint = tf.train.Checkpoint(v=tf.Variable(1.0))
 checkpoints = Checkpoints(sys.argv[1], checkpoint, keep=3)

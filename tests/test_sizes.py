@@ -17,9 +17,9 @@ import pytest
 from onnx import TensorProto, helper
 from PIL import Image
 
-from job import memory
 from job.config import MAX_SAMPLES, ConfigError, TrainConfig
-from job.data import load_data
+from job.data import memory
+from job.data.load import load_data
 from job.errors import EXIT_BAD_INPUT, DataError
 from serving import cli as digits
 from serving.model import MAX_LATENT_DIM, MAX_SIDE
@@ -123,7 +123,7 @@ def test_a_training_size_out_of_its_declared_range_is_one_line(tmp_path, option,
 
 
 def test_quality_samples_that_would_not_fit_are_refused_before_training(tmp_path, monkeypatch):
-    from job.rundir import check_trainable
+    from job.rundir.claim import check_trainable
 
     config = short_run_config(tmp_path / "run", quality_samples=MAX_SAMPLES)
     data = load_data(SMALL_MNIST)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from job.analysis.report import Run, ranked
+from job.analysis.sweep import TRAIN, SweepError, best_summary, finish_sweep, load_sweep
 from job.cli import train as train_command
-from job.report import Run, ranked
-from job.sweep import TRAIN, SweepError, best_summary, finish_sweep, load_sweep
 from tests.conftest import progress_records, run_cli
 from tests.test_output_guard import assert_refused, without_tensorflow
 

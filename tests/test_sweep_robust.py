@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from job import sweep as sweep_module
+from job.analysis import sweep as sweep_module
+from job.analysis.sweep import FAILED, MAX_VARIATIONS, TRAIN, SweepError, load_sweep, record_outcome, run_index
 from job.cli import train as train_command
-from job.sweep import FAILED, MAX_VARIATIONS, TRAIN, SweepError, load_sweep, record_outcome, run_index
 from tests.conftest import SMALL_MNIST
 from tests.test_output_guard import assert_refused, without_tensorflow
 
@@ -130,7 +130,7 @@ def test_the_last_pod_compares_the_runs_that_finished_though_its_own_failed_and_
     out = tmp_path / "sweep"
     model = finished_run(out / finished.name, trained_run[0])
 
-    with caplog.at_level(logging.INFO, logger="job.sweep"):
+    with caplog.at_level(logging.INFO, logger="job.analysis.sweep"):
         code = run_index([finished, failing], 1, out, train_command)  # a real `gan-job train`: no data, exit 2
 
     assert code == 2
@@ -241,7 +241,7 @@ def test_a_process_started_for_a_training_ends_when_the_process_starting_it_is_k
         [
             sys.executable,
             "-c",
-            "import subprocess, sys, time; from job.sweep import _dying_with_this_thread\n"
+            "import subprocess, sys, time; from job.analysis.sweep import _dying_with_this_thread\n"
             "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], "
             "preexec_fn=_dying_with_this_thread())\n"
             "print(child.pid, flush=True); time.sleep(600)",

@@ -35,12 +35,12 @@ import yaml
 
 from job.config import ConfigError, TrainConfig
 from job.errors import EXIT_INTERRUPTED
-from job.rundir import RunDir, check_steps, finished_already
+from job.rundir.claim import RunDir, check_steps, finished_already
 from serving.files import BEST_FOLDER, BEST_SUMMARY, RUN_MODEL, atomic_write, atomic_write_text
 from serving.oneline import plural
 
 if TYPE_CHECKING:
-    from job.report import Run  # job.report loads Keras: a sweep file is checked without it
+    from job.analysis.report import Run  # job.analysis.report loads Keras: a sweep file is checked without it
 
 log = logging.getLogger(__name__)
 
@@ -372,7 +372,7 @@ def finish_sweep(variations: list[Variation], out: Path) -> Run | None:
 
     Safe to call from several processes at once: each file is written whole under a temporary name and renamed.
     """
-    from job.report import ranked, write_comparison
+    from job.analysis.report import ranked, write_comparison
 
     runs = [run for run in (_readable_run(out / variation.name) for variation in variations) if run is not None]
     if runs:
@@ -411,7 +411,7 @@ def _distance(run: Run) -> str:
 
 def _readable_run(root: Path) -> Run | None:
     """The run in `root`; None when there is none yet, or (said in one line) when it is damaged."""
-    from job.report import read_run
+    from job.analysis.report import read_run
 
     if not RunDir(root).config.exists():
         return None

@@ -15,27 +15,27 @@ import numpy as np
 import tensorflow as tf
 
 from job import signals
-from job.checkpoints import Checkpoints
-from job.clusters import cluster_count, run_clusters
+from job.analysis.quality import GanQualityMeter, QualityReport, load_or_train_classifier
+from job.analysis.quality_rules import collapsed
+from job.analysis.report import kept_current
 from job.config import SAMPLE_IMAGES, TrainConfig
-from job.data import ImageData, reference_images, to_unit_range, training_set
+from job.data.load import ImageData, reference_images, to_unit_range, training_set
+from job.data.memory import check_fits
 from job.errors import Interrupted, TrainingDiverged
 from job.export import export_onnx, exported_step, metadata
-from job.gan import Gan, TrainStep, build_gan, make_deterministic, sample_images
-from job.memory import check_fits
-from job.models import ARCHITECTURES, conditioning_strength, training_bytes
-from job.outputs import (
+from job.networks.clusters import cluster_count, run_clusters
+from job.networks.gan import Gan, TrainStep, build_gan, make_deterministic, sample_images
+from job.networks.models import ARCHITECTURES, conditioning_strength, training_bytes
+from job.rundir.checkpoints import Checkpoints
+from job.rundir.claim import RunDir, claimed, clusters_of, config_json
+from job.rundir.outputs import (
     MetricsLog,
     append_record,
     save_grid,
     save_keras_atomically,
     write_model_summaries,
 )
-from job.quality import GanQualityMeter, QualityReport, load_or_train_classifier
-from job.quality_rules import collapsed
-from job.report import kept_current
-from job.rundir import RunDir, claimed, clusters_of, config_json
-from job.timings import START_STEP, WALL_TIME, Timings
+from job.rundir.timings import START_STEP, WALL_TIME, Timings
 from serving.files import atomic_write_text
 from serving.model import cycling_labels
 
@@ -106,7 +106,7 @@ def train_claimed(
     on_progress: Callable[[Progress], None] | None = None,
     on_advance: Callable[[int], None] | None = None,
 ) -> Gan:
-    """`train` in a run folder already claimed (job/rundir.py), with its data loaded."""
+    """`train` in a run folder already claimed (job/rundir/claim.py), with its data loaded."""
     timings = Timings()
     on_progress = on_progress or _log_progress
     on_advance = on_advance or (lambda step: None)

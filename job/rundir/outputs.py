@@ -16,8 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from job.rundir import RunDir
-from job.timings import START_STEP, WALL_TIME
+from job.rundir.claim import RunDir
+from job.rundir.timings import START_STEP, WALL_TIME
 from serving.files import atomic_write, atomic_write_text
 from serving.images import grid, to_uint8
 

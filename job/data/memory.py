@@ -22,7 +22,7 @@ import numpy as np
 from job.errors import ConfigError
 
 FLOAT = 4  # bytes of a float32
-FEATURES = 128  # values of the quality classifier's feature layer (job/quality.py build_classifier), per sample
+FEATURES = 128  # per sample: the quality classifier's feature layer (build_classifier, job/analysis/quality.py)
 ROOT = Path("/")  # where /proc and /sys are; tests point it at a folder of their own
 MEMINFO = "proc/meminfo"
 OWN_CGROUPS = "proc/self/cgroup"  # this process's cgroup in each hierarchy
@@ -97,7 +97,7 @@ def _stat(folder: Path, key: str) -> int:
 
 def check_fits(images: np.ndarray, networks: dict[str, int]) -> None:
     """ConfigError when training on `images` needs more than the memory available: the images twice over, and the
-    networks' own estimate in bytes (job.models.training_bytes)."""
+    networks' own estimate in bytes (job.networks.models.training_bytes)."""
     parts = {"data": 2 * images.nbytes} | networks
     what = f"training {len(images)} images of {_shape(images.shape[1:])}"
     _refuse_beyond(what, parts, "a smaller --image-size, fewer images, or a machine with more memory")

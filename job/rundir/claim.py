@@ -18,8 +18,8 @@ from pathlib import Path
 import filelock
 
 from job.config import ConfigError, TrainConfig, check_recorded, default_of, user_cache
-from job.data import KERAS_SETS, MIN_SIDE, ImageData, class_mask, load_data, reference_set
-from job.memory import check_room_for_samples
+from job.data.load import KERAS_SETS, MIN_SIDE, ImageData, class_mask, load_data, reference_set
+from job.data.memory import check_room_for_samples
 from serving.files import (
     BEST_FOLDER,
     BEST_SUMMARY,
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 DATA_FINGERPRINT = "data_fingerprint"  # the key in config.json: which data the run trains on
 MAX_MLP_VALUES = 64 * 64 * 3  # pixels x channels: the MLP discriminator's first layer holds their square (151 M)
 DATA_SET = "data_set"  # and what it is: its name, image shape and class names
-CLUSTERS = "clusters"  # and, self-conditioned, how many clusters its images were cut into (job/clusters.py)
+CLUSTERS = "clusters"  # and, self-conditioned, how many clusters its images were cut into (job/networks/clusters.py)
 PREFIX = "ckpt"  # checkpoint N is checkpoints/ckpt-N.index and its data files
 INDEX = re.compile(rf"^{PREFIX}-(\d+)\.index$")
 FORCE_ADVICE = "; --force starts a new run there"  # ends the refusals of a config.json that a start cannot read

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from job.data.memory import check_room_for_images
 from job.errors import DataError
-from job.memory import check_room_for_images
 from serving.model import CHANNELS, MAX_CLASSES, MAX_SIDE, MNIST_CLASSES, first_line, named_class
 
 log = logging.getLogger(__name__)

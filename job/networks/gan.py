@@ -10,8 +10,8 @@ import numpy as np
 import tensorflow as tf
 
 from job.config import SAMPLE_IMAGES, TrainConfig
-from job.data import to_unit_range
-from job.models import (
+from job.data.load import to_unit_range
+from job.networks.models import (
     ARCHITECTURES,
     DRAWN_CLUSTER,
     Architecture,
@@ -45,7 +45,8 @@ class Gan:
     num_classes: int = 0  # the labels the networks take: a conditional run's classes, or clusters; 0: none
     ema_decay: float = 0.0  # of the moving average of the generator's weights; 0: none
     ema_generator: keras.Model | None = None  # that moving average, when there is one
-    # Self-conditioned runs (job/clusters.py): the generator that draws the cluster from the latent vector itself.
+    # Self-conditioned runs (job/networks/clusters.py): the generator that draws the cluster from the latent vector
+    # itself.
     cluster_sampler: keras.Model | None = None
 
     @property

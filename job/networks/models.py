@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-from job.memory import FLOAT
+from job.data.memory import FLOAT
 
 LABEL_EMBEDDING = 50  # size of the learned vector each class label becomes in conditional generators
 DRAWN_CLUSTER = "drawn_cluster"  # the layer of a self-conditioned sampler that draws the cluster (DrawnCluster)
@@ -42,7 +42,7 @@ class Architecture:
     # The fraction of a run after which both learning rates fall linearly, to 0 at its last step; 1: constant.
     decay_from: float = 1.0
     # Unconditional runs: at most this many clusters of the images, on which the networks learn as a conditional pair
-    # (job/clusters.py); 0: none.
+    # (job/networks/clusters.py); 0: none.
     self_conditioning: int = 0
 
 

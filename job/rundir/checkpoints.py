@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from job import signals
 from job.errors import CheckpointsUnreadable, Interrupted
-from job.rundir import PREFIX, steps_on_disk
+from job.rundir.claim import PREFIX, steps_on_disk
 from serving.files import fsync_directory
 from serving.model import first_line
 

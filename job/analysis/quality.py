@@ -18,11 +18,11 @@ import numpy as np
 from keras import layers
 
 from job import signals
-from job.data import KERAS_SETS, ImageData, load_data, reference_images, to_unit_range
+from job.analysis.quality_rules import COVERED, LOOK_ALIKE, looks_alike
+from job.data.load import KERAS_SETS, ImageData, load_data, reference_images, to_unit_range
 from job.errors import DataError
-from job.models import Shape
-from job.outputs import save_keras_atomically
-from job.quality_rules import COVERED, LOOK_ALIKE, looks_alike
+from job.networks.models import Shape
+from job.rundir.outputs import save_keras_atomically
 from serving.model import Generator, cycling_labels, latent_batches
 
 log = logging.getLogger(__name__)
@@ -274,7 +274,7 @@ class GanQualityMeter(QualityMeter):
         self.digits = cycling_labels(samples, self.num_classes)
 
     def measure_gan(self, gan) -> QualityReport:
-        from job.gan import sample_images
+        from job.networks.gan import sample_images
 
         if gan.conditional:
             return self.measure(sample_images(gan, self.latents, self.digits), asked=self.digits)
@@ -288,7 +288,7 @@ def evaluate_model(model_path: Path, data_source: str | None, samples: int, seed
     beside the model; rundir.data_of), else the model's own Keras data set. Raises serving's ModelError for a file
     that is no generator, DataError for data it cannot be measured against, ConfigError when the data its run recorded
     is gone."""
-    from job.rundir import data_of
+    from job.rundir.claim import data_of
 
     generator = Generator(model_path)
     height, width, channels = generator.image_shape

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from job.checkpoints import Checkpoints
 from job.config import ConfigError, TrainConfig
 from job.errors import CheckpointsUnreadable
-from job.gan import Gan, build_gan
-from job.rundir import RunDir, clusters_of, data_set_of
+from job.networks.gan import Gan, build_gan
+from job.rundir.checkpoints import Checkpoints
+from job.rundir.claim import RunDir, clusters_of, data_set_of
 from serving.model import first_line
 
 

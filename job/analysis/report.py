@@ -35,11 +35,11 @@ import plotly.io as pio
 from PIL import Image, UnidentifiedImageError
 from plotly.offline import get_plotlyjs
 
+from job.analysis.quality_rules import COVERED, collapsed
 from job.config import SAMPLE_IMAGES
 from job.errors import ConfigError
-from job.quality_rules import COVERED, collapsed
-from job.rundir import FORCE_ADVICE, RunDir, data_set_of, reason, steps_on_disk
-from job.timings import APART, START_STEP, WALL_TIME, duration
+from job.rundir.claim import FORCE_ADVICE, RunDir, data_set_of, reason, steps_on_disk
+from job.rundir.timings import APART, START_STEP, WALL_TIME, duration
 from serving.files import CHECKPOINTS_FOLDER, CONFIG_FILE, METRICS_FILE, RUN_MARKERS, atomic_write_bytes
 from serving.images import grid_columns
 from serving.model import cycling_labels
@@ -453,7 +453,7 @@ def _has_wall_times(charts: list[dict]) -> bool:
 
 def _tile_labels(run: Run) -> list[str]:
     """A conditional run's class names in the order of its grids' tiles, row by row: its samples and reals.png
-    cycle through the classes (job.gan.sample_images, job.train.real_grid_images); [] for other runs."""
+    cycle through the classes (job.networks.gan.sample_images, job.loop.train.real_grid_images); [] for other runs."""
     if run.config.get("conditional") is not True:
         return []
     return [run.class_names[label] for label in cycling_labels(SAMPLE_IMAGES, len(run.class_names))]
@@ -574,7 +574,7 @@ def _plotly_js() -> markupsafe.Markup:
 @cache
 def _environment() -> jinja2.Environment:
     environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("job", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
+        loader=jinja2.PackageLoader("job.analysis", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
     )
     # `tojson` writes JSON for <script> blocks: <, >, & and ' as \u escapes (so "</script>" or "<!--<script>" in a
     # name can neither end the block nor change how the HTML parser reads it), every non-ASCII character too

@@ -1,6 +1,6 @@
 """What sample quality figures mean: when a class counts as covered, when its samples look alike, and when a run's
 measurements say its generator has collapsed. Plain Python on metrics.jsonl's values, so that the report reads them
-without TensorFlow; job/quality.py measures the figures."""
+without TensorFlow; job/analysis/quality.py measures the figures."""
 
 from __future__ import annotations
 
