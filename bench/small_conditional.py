@@ -1,5 +1,5 @@
 """The conditional DCGAN on a small data set, with its label coming in gradually over the first steps (as the
-job trains it: `conditioning_ramp` in job/networks/models.py) and with the label at full strength from the first
+job trains it: `conditioning_ramp` in job/config.py) and with the label at full strength from the first
 step, side by side in one run, same data, same seed.
 
 The data is what a user's own small image set looks like: a folder of PNGs in one subfolder per class, here
@@ -34,8 +34,8 @@ SAMPLES_PER_CLASS = 200  # for the variety measure
 # The job's own entry point, with the ramp of the DCGAN replaced by RAMP (0: the label at full strength throughout).
 TRAIN = """
 import dataclasses, sys
-from job.networks import models
-models.ARCHITECTURES["dcgan"] = dataclasses.replace(models.ARCHITECTURES["dcgan"], conditioning_ramp={ramp})
+from job import config
+config.ARCHITECTURES["dcgan"] = dataclasses.replace(config.ARCHITECTURES["dcgan"], conditioning_ramp={ramp})
 from job.cli import main
 main()
 """

@@ -29,6 +29,7 @@ from serving.files import RUN_MODEL, OutputPath, step_model
 from serving.oneline import OneLineErrors, plural
 
 ENV_PREFIX = "GAN_"
+LOADS_TENSORFLOW = {"train", "export", "evaluate"}  # the commands whose native start-up lines are filtered
 
 log = logging.getLogger(__name__)
 # How each log line reads: its time to the second, its level, its message.
@@ -80,7 +81,7 @@ def train_options(command):
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging, TensorFlow's included.")
 def main(verbose: bool) -> None:
     """Train the classic Keras MNIST GAN as a resumable batch job, and export its generator."""
-    _setup_logging(verbose)
+    _setup_logging(verbose, click.get_current_context().invoked_subcommand in LOADS_TENSORFLOW)
 
 
 @main.command()
@@ -129,7 +130,8 @@ def _resumed_values(out, not_given: set[str]) -> tuple[dict, ConfigError | None]
 
 
 def _train(config: TrainConfig, force: bool, data_unknown: ConfigError | None = None) -> None:
-    from job.rundir.claim import claimed, finished_already
+    from job.loop.train import train  # imports no TensorFlow until the run folder is claimed
+    from job.rundir.claim import finished_already
 
     step = None if force else finished_already(config)
     if step is not None:  # answered without TensorFlow, and nothing in the run written
@@ -137,16 +139,13 @@ def _train(config: TrainConfig, force: bool, data_unknown: ConfigError | None = 
         return
     if data_unknown is not None:
         raise data_unknown
-    with claimed(config, force) as (run, mnist):  # refusals come here, before TensorFlow loads
-        from job.loop.train import train_claimed
+    if not sys.stderr.isatty():  # container logs: plain lines from the training loop
+        train(config, force)
+        return
+    from job.loop.progress_bar import ProgressBar
 
-        if not sys.stderr.isatty():  # container logs: plain lines from the training loop
-            train_claimed(config, run, mnist, force)
-            return
-        from job.loop.progress_bar import ProgressBar
-
-        with ProgressBar(config.steps, sys.stderr) as bar:
-            train_claimed(config, run, mnist, force, on_progress=bar.logged, on_advance=bar.advanced)
+    with ProgressBar(config.steps, sys.stderr) as bar:
+        train(config, force, on_progress=bar.logged, on_advance=bar.advanced)
 
 
 def _run(work) -> None:
@@ -184,13 +183,14 @@ def _describe(error: OSError) -> str:
     return str(error)
 
 
-def _setup_logging(verbose: bool) -> None:
+def _setup_logging(verbose: bool, loads_tensorflow: bool) -> None:
     # A SIGTERM may land while a line is being written: logging must not print that as a "Logging error" with a
     # traceback (job/signals.py notices the swallowed signal and stops the job all the same).
     logging.raiseExceptions = False
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
-        filter_native_stderr()  # what TF_CPP_MIN_LOG_LEVEL does not silence
+        if loads_tensorflow:
+            filter_native_stderr()  # what TF_CPP_MIN_LOG_LEVEL does not silence
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format=LOG_FORMAT,

@@ -15,6 +15,8 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from job.data.load import MAX_CLASSES, MAX_SIDE, MIN_SIDE, parse_image_size
 from job.errors import ConfigError
 from serving.model import CHANNELS, MAX_LATENT_DIM
@@ -30,18 +32,100 @@ class Hyperparameters:
     ema_decay: float  # exponential moving average of the generator's weights, for samples and export; 0 = off
 
 
-EMA_DECAY = 0.999  # the moving average's decay wherever it is switched on
+KINDS = {int: "a whole number", float: "a number", str: "text", bool: "true or false", Path: "a path"}
 
-# `seed` is the original Keras tutorial, exactly: Adam(2e-4) with Keras' default betas, no EMA.
-# `default` is where measured improvements go; see README.md for what differs and why.
-PRESETS: dict[str, Hyperparameters] = {
-    "default": Hyperparameters(learning_rate=2e-4, beta_1=0.5, beta_2=0.999, ema_decay=EMA_DECAY),
-    "seed": Hyperparameters(learning_rate=2e-4, beta_1=0.9, beta_2=0.999, ema_decay=0.0),
-}
+
+def _of_type(value, kind: type) -> bool:
+    if kind is bool or isinstance(value, bool):  # JSON's true is no number, nor 1 a switch
+        return kind is bool and isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, numbers.Integral)
+    if kind is float:
+        return isinstance(value, numbers.Real) and not math.isnan(value)
+    if kind is Path:
+        return isinstance(value, str | os.PathLike)
+    return isinstance(value, kind)
+
+
+EMA_DECAY = 0.999  # the moving average's decay wherever it is switched on
+PRESET_VALUES = {"learning_rate": float, "beta_1": float, "beta_2": float, "ema": bool}  # what every preset sets
+
+
+PRESETS_FILE = Path(__file__).with_name("presets.yaml")
+
+
+def load_presets(path: Path = PRESETS_FILE) -> dict[str, Hyperparameters]:
+    """The named presets of presets.yaml (`seed`: the Keras tutorial exactly; `default`: measured improvements), each
+    checked to set exactly PRESET_VALUES, of their types."""
+    presets = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(presets, dict) or not presets:
+        raise ValueError(f"{path} holds no presets")
+    checked = {}
+    for name, values in presets.items():
+        if not isinstance(values, dict) or set(values) != set(PRESET_VALUES):
+            raise ValueError(f"{path}: preset {name!r} must set exactly {', '.join(PRESET_VALUES)}")
+        for key, kind in PRESET_VALUES.items():
+            if not _of_type(values[key], kind):
+                raise ValueError(f"{path}: preset {name!r} sets {key} to {values[key]!r}, not {KINDS[kind]}")
+        optimizer = {key: float(values[key]) for key in ("learning_rate", "beta_1", "beta_2")}
+        checked[str(name)] = Hyperparameters(**optimizer, ema_decay=EMA_DECAY if values["ema"] else 0.0)
+    return checked
+
+
+PRESETS: dict[str, Hyperparameters] = load_presets()
 
 SAMPLE_IMAGES = 16  # the fixed latents drawn into every sample grid: a 4x4 grid
 
-ARCH_NAMES = ("mlp", "dcgan")  # job/networks/models.py builds each (a test checks they agree)
+EMA_EVERY = 10  # steps between updates of the generator's moving average (each applies the decay of all of them)
+ARCHITECTURE = "architecture"  # config.json's section of the ArchitectureSettings a run was begun with
+
+
+@dataclass(frozen=True)
+class ArchitectureSettings:
+    """What an architecture's networks and training step are, beyond the options. config.json records them as its
+    `architecture` section, and a resumed run goes on with the ones it records: the networks it began with, whatever
+    a later version would choose. job/networks/models.py builds the networks from them."""
+
+    # mlp: the generator's hidden layers' units; dcgan: the filters of its smallest feature map, halved at each
+    # doubling, and the fewest it halves to (the discriminator has at least twice these)
+    widths: tuple[int, ...]
+    dropout: float  # after each of the discriminator's hidden layers; 0: none
+    conditioning_ramp: int  # conditional runs: steps over which the label's part grows from nothing to full; 0: full
+    decay_from: float  # the fraction of a run after which both learning rates fall linearly to 0; 1: constant
+    self_conditioning: int  # unconditional runs: at most this many clusters to learn as classes; 0: none
+    ema_every: int = EMA_EVERY
+
+    def record(self) -> dict:
+        """The config.json section, in JSON's types."""
+        return dataclasses.asdict(self) | {"widths": list(self.widths)}
+
+    @classmethod
+    def from_record(cls, section) -> ArchitectureSettings:
+        """The settings a config.json section records; ValueError naming what is missing or of the wrong type."""
+        if not isinstance(section, dict):
+            raise ValueError(f"it is {_shown(section)}, not a section of settings")
+        kinds = {"widths": list, "dropout": float, "conditioning_ramp": int, "decay_from": float}
+        kinds |= {"self_conditioning": int, "ema_every": int}
+        for name, kind in kinds.items():
+            value = section.get(name)
+            whole_numbers = kind is list and isinstance(value, list) and all(_of_type(v, int) for v in value)
+            if not (whole_numbers or (kind is not list and _of_type(value, kind))):
+                raise ValueError(f"{name} is {_shown(value)}")
+        return cls(**{name: section[name] for name in kinds} | {"widths": tuple(section["widths"])})
+
+
+# The widths: the tutorial's (mlp) and TensorFlow's DCGAN tutorial's (dcgan, docs/decisions/dcgan-size.md).
+ARCHITECTURES: dict[str, ArchitectureSettings] = {
+    "mlp": ArchitectureSettings(
+        widths=(128, 256, 512, 1024), dropout=0.0, conditioning_ramp=0, decay_from=1.0, self_conditioning=0
+    ),
+    "dcgan": ArchitectureSettings(
+        widths=(256, 32), dropout=0.3, conditioning_ramp=2000, decay_from=0.5, self_conditioning=30
+    ),
+}
+ARCH_NAMES = tuple(ARCHITECTURES)  # job/networks/models.py builds each (a test checks they agree)
+# A run begun before config.json recorded its `architecture` section was built with these: that version's settings.
+ARCHITECTURES_BEFORE_RECORDED: dict[str, ArchitectureSettings] = dict(ARCHITECTURES)
 
 SEED_RANGE = (0, 2**32 - 1)  # what numpy and TensorFlow accept as a seed
 # Samples a quality measurement draws at most (training's --quality-samples, gan-job evaluate's --samples): they are
@@ -70,7 +154,7 @@ class Option:
     resumable: bool = False
     default_text: str | None = None  # what --help shows as the default, where the value itself would mislead
     folder: bool = False  # a path option that names a folder, never a file
-    metavar: str | None = None  # what --help and README show for the value, where the type alone would mislead
+    metavar: str | None = None  # what --help and the docs show for the value, where the type alone would mislead
 
 
 def option(default=dataclasses.MISSING, **kwargs) -> typing.Any:
@@ -214,12 +298,18 @@ class TrainConfig:
     def hyper(self) -> Hyperparameters:
         return PRESETS[self.preset]
 
+    @property
+    def architecture(self) -> ArchitectureSettings:
+        """This version's settings of --arch: a new run's (a resumed run goes on with the ones it records)."""
+        return ARCHITECTURES[self.arch]
+
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)
         values["out"] = str(self.out)
         values["quality_cache"] = str(self.classifier_cache)
         values["ema"] = self.ema_decay > 0
         values["hyperparameters"] = dataclasses.asdict(self.hyper) | {"ema_decay": self.ema_decay}
+        values[ARCHITECTURE] = self.architecture.record()
         return values
 
     @classmethod
@@ -231,7 +321,8 @@ class TrainConfig:
         return cls(**_recorded(values))
 
     def differences(self, saved: dict) -> list[str]:
-        """The defining fields on which a saved run's config.json disagrees with this one."""
+        """The defining fields on which a saved run's config.json disagrees with this one. Its architecture section
+        is the run's own: a resume goes on with it."""
         mine = self.to_dict()
         resumable = {name for name, declared in options().items() if declared.resumable}
         # An option a run's config.json lacks is one added since that run began: it ran on the option's default.
@@ -242,7 +333,7 @@ class TrainConfig:
         return sorted(
             f"{key}: run has {saved.get(key)!r}, asked for {mine[key]!r}"
             for key in mine
-            if key not in resumable and saved.get(key) != mine[key]
+            if key not in resumable | {ARCHITECTURE} and saved.get(key) != mine[key]
         )
 
 
@@ -309,21 +400,6 @@ def _check_declared(name: str, value) -> None:
         raise ConfigError(f"{flag} must be {_range_text(declared)}, got {value}")
     if declared.max is not None and value > declared.max:
         raise ConfigError(f"{flag} must be {_range_text(declared)}, got {value}")
-
-
-KINDS = {int: "a whole number", float: "a number", str: "text", bool: "true or false", Path: "a path"}
-
-
-def _of_type(value, kind: type) -> bool:
-    if kind is bool or isinstance(value, bool):  # JSON's true is no number, nor 1 a switch
-        return kind is bool and isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, numbers.Integral)
-    if kind is float:
-        return isinstance(value, numbers.Real) and not math.isnan(value)
-    if kind is Path:
-        return isinstance(value, str | os.PathLike)
-    return isinstance(value, kind)
 
 
 def _shown(value, limit: int = 40) -> str:

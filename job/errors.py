@@ -1,5 +1,5 @@
-"""How a job can end other than done, and the exit code each means (README "Exit codes"; the Kubernetes
-podFailurePolicy relies on them). Importing this module needs neither TensorFlow nor numpy."""
+"""How a job can end other than done, and the exit code each means: the Kubernetes Jobs' podFailurePolicy relies on
+them (fail at once on 2, retry everything else). Importing this module needs neither TensorFlow nor numpy."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import shutil
 import signal
 import subprocess
@@ -239,6 +240,12 @@ def finished_run_without_checkpoints(run: Path) -> list[str]:
     return []
 
 
+def architecture_damaged(run: Path) -> list[str]:
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(saved | {"architecture": saved["architecture"] | {"widths": "wide"}}))
+    return []
+
+
 def other_class_names(run: Path) -> list[str]:
     names = np.array([f"class {letter}" for letter in "abcdefghij"])  # the same images and labels, named anew
     return ["--data", str(npz_with(run.parent, class_names=names))]
@@ -254,6 +261,7 @@ DAMAGED = {
     "every checkpoint unreadable": (every_checkpoint_unreadable, "none of the 3 checkpoints"),
     "other data behind --data": (other_data, "trained on other data"),
     "the same data under other class names": (other_class_names, "classes are named 0, 1, 2"),
+    "config.json's architecture section damaged": (architecture_damaged, "no usable architecture section (widths"),
 }
 
 

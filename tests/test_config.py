@@ -110,3 +110,23 @@ def test_readme_lists_every_train_option_with_its_default():
             assert shown == f"{param.type.min}..{param.type.max}", flag
         elif isinstance(param.type, click.IntRange):
             assert shown == str(param.default), flag
+
+
+def test_presets_are_data_each_setting_exactly_the_optimizers_values_and_the_moving_average(tmp_path):
+    from job.config import EMA_DECAY, PRESETS_FILE, Hyperparameters, load_presets
+
+    assert load_presets(PRESETS_FILE) == PRESETS
+    assert PRESETS["seed"] == Hyperparameters(learning_rate=2e-4, beta_1=0.9, beta_2=0.999, ema_decay=0.0)  # Keras'
+    assert PRESETS["default"].ema_decay == EMA_DECAY
+    custom = tmp_path / "presets.yaml"
+    custom.write_text("fast: {learning_rate: 4.0e-4, beta_1: 0.5, beta_2: 0.99, ema: true}\n")
+    assert load_presets(custom) == {"fast": Hyperparameters(4e-4, 0.5, 0.99, EMA_DECAY)}
+    for broken, message in [
+        ("fast: {learning_rate: 4.0e-4, beta_1: 0.5, beta_2: 0.99}\n", "must set exactly"),
+        ("fast: {learning_rate: fast, beta_1: 0.5, beta_2: 0.99, ema: true}\n", "sets learning_rate to 'fast'"),
+        ("fast: {learning_rate: 4.0e-4, beta_1: 0.5, beta_2: 0.99, ema: 1}\n", "sets ema to 1"),
+        ("[]\n", "holds no presets"),
+    ]:
+        custom.write_text(broken)
+        with pytest.raises(ValueError, match=message):
+            load_presets(custom)

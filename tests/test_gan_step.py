@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from job.config import TrainConfig
+from job.config import EMA_EVERY, TrainConfig
 from job.data.load import load_data, training_images, training_set
-from job.networks.gan import EMA_EVERY, ClassSampler, TrainStep, build_gan
+from job.networks.gan import ClassSampler, TrainStep, build_gan
 from job.networks.models import conditioning_layers
 from tests.conftest import MNIST
 
@@ -181,7 +181,7 @@ def test_a_class_without_images_is_never_drawn():
 
 
 def test_a_compiled_call_trains_about_two_seconds_whatever_the_log_interval():
-    from job.loop.train import CALL_SECONDS, FIRST_CALL_STEPS, CallLength
+    from job.loop.schedule import CALL_SECONDS, FIRST_CALL_STEPS, CallLength
 
     config = TrainConfig(out=Path("unused"), steps=50_000, log_every=5000, sample_every=5000)
     length = CallLength()

@@ -1,6 +1,7 @@
 """`gan-job train` as a user or a container runs it: flags or GAN_* variables, one-line errors with exit code 2."""
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -65,6 +66,22 @@ def test_native_lines_that_are_not_start_up_noise_still_reach_stderr():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     # Native lines pass through a thread, Python's go straight: their order may differ, their content may not.
     assert sorted(result.stderr.splitlines()) == ["a real native error", "python line"]
+
+
+def test_a_native_fatal_error_reaches_stderr_whole_though_the_process_aborts_at_once():
+    # As TensorFlow's LOG(FATAL) does: many native lines, the last without a newline, then abort(). The job dies at
+    # once; the filter must still pass on every line it was given, less the start-up noise among them.
+    code = (
+        "import ctypes, os; from job.native_logs import filter_native_stderr; filter_native_stderr(); "
+        "[os.write(2, b'F0000 native line %d of a fatal error\\n' % i) for i in range(200)]; "
+        "os.write(2, b'W0000 00:00:1.2 1 cuda_platform.cc:52] failed call to cuInit\\n'); "
+        "os.write(2, b'*** the last line, with no newline'); ctypes.CDLL(None).abort()"
+    )
+    for _ in range(5):  # a race would lose the last lines now and then
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert result.returncode == -signal.SIGABRT
+        lines = [f"F0000 native line {i} of a fatal error" for i in range(200)]
+        assert result.stderr.splitlines() == [*lines, "*** the last line, with no newline"]
 
 
 @pytest.mark.slow

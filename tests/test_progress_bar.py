@@ -15,8 +15,8 @@ import pytest
 import tqdm.std
 
 from job.errors import Interrupted
+from job.loop.log_lines import Progress
 from job.loop.progress_bar import ProgressBar
-from job.loop.train import Progress
 
 
 class Terminal(io.StringIO):

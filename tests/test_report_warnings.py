@@ -65,13 +65,13 @@ def warned_on_page(page: Path) -> bool:
 
 def logged_warnings(measurements: list[tuple[int, float, float]], steps: int, caplog) -> list[int]:
     """The steps at which the training log warns, measurement after measurement, as the training loop calls it."""
-    from job.loop.train import _log_quality
+    from job.loop.log_lines import log_quality
 
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="job.loop.train"):
+    with caplog.at_level(logging.WARNING, logger="job.loop.log_lines"):
         for count, (step, fd, variety) in enumerate(measurements, start=1):
             report = QualityReport(fd, [0.1] * 10, None, [variety] + [0.9] * 9, tuple("0123456789"))
-            _log_quality(step, steps, report, lines(measurements[:count]))
+            log_quality(step, steps, report, lines(measurements[:count]))
     return [int(re.search(r"step (\d+)", record.getMessage()).group(1)) for record in caplog.records]
 
 

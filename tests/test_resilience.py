@@ -384,7 +384,7 @@ def test_an_extended_run_stopped_between_its_last_checkpoint_and_its_export_expo
     trained_run, tmp_path, monkeypatch
 ):
     # The run's generator.onnx is the one of its first 300 steps: it must not pass for the export of step 400.
-    import job.loop.train
+    import job.loop.finish
     from job.export import exported_step
     from job.rundir.claim import steps_on_disk
 
@@ -395,7 +395,7 @@ def test_an_extended_run_stopped_between_its_last_checkpoint_and_its_export_expo
     def sigterm_before_the_export(*args) -> None:
         raise Interrupted("interrupted by SIGTERM before the export")
 
-    monkeypatch.setattr(job.loop.train, "save_final_models", sigterm_before_the_export)
+    monkeypatch.setattr(job.loop.finish, "save_final_models", sigterm_before_the_export)
     with pytest.raises(Interrupted):
         train(config)
     monkeypatch.undo()

@@ -9,7 +9,9 @@ import pytest
 from PIL import Image
 
 from job.config import ConfigError, TrainConfig
-from job.loop.train import FIRST_CALL_STEPS, real_grid_images, train, warn_if_the_label_stays_weak
+from job.loop.schedule import FIRST_CALL_STEPS
+from job.loop.setup import real_grid_images, warn_if_the_label_stays_weak
+from job.loop.train import train
 from job.networks.gan import build_gan
 from tests.conftest import MNIST, progress_records, short_run_config
 

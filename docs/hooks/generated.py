@@ -66,7 +66,7 @@ def resumable_options() -> str:
 
 
 def presets() -> str:
-    """The presets' hyper-parameters, as job/config.py declares them."""
+    """The presets' hyper-parameters, as job/presets.yaml declares them."""
     from job.config import PRESETS
 
     rows = ["| preset | learning rate | beta_1 | beta_2 | moving average's decay |", "|---|---|---|---|---|"]

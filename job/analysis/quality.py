@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 FEATURES = "features"
 CLASSIFIER_BATCH = 128
 CLASSIFIER_EPOCHS = 2  # about 99% test accuracy on MNIST...
-# ... but at least this many batches: two epochs of 240 images are 4 batches, after which the classifier read only
-# 87% of its own training images right (README, "Architectures").
+# ... but at least this many batches, so that a small data set's classifier reads its own images right (two epochs
+# of 240 images are 4 batches: docs/decisions/quality-classifier.md).
 CLASSIFIER_MIN_BATCHES = 500
 SMALL_IMAGE = 16  # pixels: below this on a side, convolutions pad ("same"), or two blocks would shrink it to nothing
 PROGRESS_SECONDS = 10  # between the log lines of the classifier's one-time training

@@ -9,10 +9,10 @@ from collections.abc import Mapping, Sequence
 
 COVERED = 0.05  # a class counts as covered when at least 5% of the samples are classified as it
 # A class's variety (how far apart its samples are, over how far apart its real images are) below this: its samples
-# look alike. Collapsed conditional DCGANs measured 0.03 to 0.13, varied ones 0.84 to 0.94 (docs, "Sample quality").
+# look alike: well apart from what collapsed models and varied ones measure (docs/decisions/collapse-warning.md).
 LOOK_ALIKE = 0.4
-# A run improves when a figure beats its best before by more than this factor: two runs of the same networks measured
-# Fréchet distances up to 7.5% apart at one point (docs, "Sample quality").
+# A run improves when a figure beats its best before by more than this factor: by more than two runs of the same
+# networks differ (docs/decisions/collapse-warning.md).
 IMPROVING = 0.925
 
 
@@ -30,12 +30,8 @@ def collapsed(measurements: Sequence[Mapping], steps: int) -> bool:
       least variety beats the best of the measurements before it (the first quarter left out, whose samples are
       noise, then blobs) by more than two runs of the same networks differ (IMPROVING).
 
-    Samples look alike while a run is still blurring into shape, for long stretches. The MLP's on MNIST measured a
-    least variety of 0.22 to 0.47 at 1,000 to 3,000 steps of 10,000, 0.66 at 4,000, 0.79 at 7,000. On the small test
-    set, over 2,000 steps, the MLP measured 0.23 to 0.38 at every measurement from step 400 to 1,800 and the
-    conditional MLP 0.29 to 0.38 from 500 to 1,800, while their distances kept reaching new lows (or, over a plateau
-    of 500 steps, the variety rose); both ended at 0.42 to 0.49. A 400-step run's samples first looked alike at its
-    last measurement (0.35), as blobs after noise. Collapsed conditional DCGANs measured 0.03 to 0.13."""
+    Samples look alike for long stretches while a run is still blurring into shape and improving; one measurement,
+    or a class that only now looks alike, is too early to tell (docs/decisions/collapse-warning.md)."""
     measured = [line for line in measurements if _finite(line.get("frechet_distance")) and _is_step(line.get("step"))]
     alike = [_finite(line.get("least_variety")) and looks_alike(line["least_variety"]) for line in measured]
     if not measured or not alike[-1] or measured[-1]["step"] < steps / 2:

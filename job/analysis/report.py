@@ -453,7 +453,7 @@ def _has_wall_times(charts: list[dict]) -> bool:
 
 def _tile_labels(run: Run) -> list[str]:
     """A conditional run's class names in the order of its grids' tiles, row by row: its samples and reals.png
-    cycle through the classes (job.networks.gan.sample_images, job.loop.train.real_grid_images); [] for other runs."""
+    cycle through the classes (job.networks.gan.sample_images, job.loop.setup.real_grid_images); [] for other runs."""
     if run.config.get("conditional") is not True:
         return []
     return [run.class_names[label] for label in cycling_labels(SAMPLE_IMAGES, len(run.class_names))]
@@ -520,8 +520,8 @@ AXES = {
 
 
 def _layout(title: str, axis: str, legend: bool) -> dict:
-    # Plain plotly figure dicts, drawn (and checked) by plotly.js in the page: building them as plotly.py objects
-    # costs about 0.3 s a page on a 50,000-step run, written at every sample grid. The page adds the plotly_white style.
+    # Plain plotly figure dicts, drawn (and checked) by plotly.js in the page: cheap enough to write the page at every
+    # sample grid (docs/decisions/report-figure-data.md). The page adds the plotly_white style.
     return {
         "title": {"text": title, "x": 0.02, "font": {"size": 15}},
         "height": 300,

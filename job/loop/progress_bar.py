@@ -12,11 +12,11 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 if TYPE_CHECKING:
-    from job.loop.train import Progress
+    from job.loop.log_lines import Progress
 
 
 class ProgressBar:
-    """Moves after every compiled call (about every CALL_SECONDS, job/loop/train.py), not only at log lines: with
+    """Moves after every compiled call (about every CALL_SECONDS, job/loop/schedule.py), not only at log lines: with
     `--log-every 5000` a DCGAN on a CPU stood still for half an hour. The losses beside it are the last log line's.
 
     The rate and time left are this start's steps over this start's wall time (sampling, quality and checkpoints

@@ -2,10 +2,10 @@
 
 A generator continuous in its latent vector draws a connected set of images: between two digits it must draw
 something that is neither (Tanielian et al. 2020, "Learning disconnected manifolds: a no GAN's land"). Given the
-class, a conditional generator has no such gaps to bridge, and the conditional DCGAN on MNIST drew far better images
-than the unconditional one (README, "Architectures"). Self-conditioning (Liu et al. 2020, "Diverse Image Generation
-via Self-Conditioned GANs") takes the labels from the images themselves: k-means clusters of their pixels. The
-networks learn as a conditional pair on those clusters; the model that draws samples and is exported picks the
+class, a conditional generator has no such gaps to bridge, and the conditional DCGAN on MNIST draws far better images
+than the unconditional one (docs/decisions/self-conditioning.md). Self-conditioning (Liu et al. 2020, "Diverse Image
+Generation via Self-Conditioned GANs") takes the labels from the images themselves: k-means clusters of their pixels.
+The networks learn as a conditional pair on those clusters; the model that draws samples and is exported picks the
 cluster from the latent vector, each as often as the data has it (models.DrawnCluster), and takes no label.
 """
 

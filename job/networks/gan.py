@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from job.config import SAMPLE_IMAGES, TrainConfig
+from job.config import SAMPLE_IMAGES, ArchitectureSettings, TrainConfig
 from job.data.load import to_unit_range
 from job.networks.models import (
     ARCHITECTURES,
@@ -25,8 +25,6 @@ from job.networks.models import (
 from serving.model import cycling_labels
 
 log = logging.getLogger(__name__)
-
-EMA_EVERY = 10  # steps between updates of the generator's moving average (each applies the decay of all of them)
 
 
 @dataclass
@@ -107,13 +105,9 @@ def make_deterministic() -> None:
     """Same settings, same weights, bit for bit, whether a run is resumed or not. Call before TensorFlow runs its
     first operation.
 
-    Op determinism alone was not enough: with ops run side by side on TensorFlow's inter-op threads, two identical
-    DCGAN runs on 96x96 images differed after 10 steps (they did not on 28x28). One inter-op thread makes them equal;
-    each op still uses every core (no loss of speed measured on the 2-core CPU).
-
-    Nor, once, was that: on the full MNIST, under load, two identical DCGAN runs differed in the last bits, and
-    were equal with Grappler's constant folding switched off, at the same speed (the evidence, and what is still not
-    understood: README, "Resilience"). The MLP's step, compiled by XLA, is the same with it or without."""
+    Besides op determinism: one inter-op thread, so that no two ops run side by side (each op still uses every
+    core), and Grappler's constant folding off, without which two identical DCGAN runs under load can differ in the
+    last bits (docs/decisions/determinism.md)."""
     tf.config.experimental.enable_op_determinism()
     tf.config.optimizer.set_experimental_options({"constant_folding": False})
     if tf.config.threading.get_inter_op_parallelism_threads() == 1:
@@ -132,13 +126,21 @@ def seed_states(model: keras.Model) -> list:
     return [variable for variable in model.variables if id(variable) not in weights]
 
 
-def build_gan(config: TrainConfig, image_shape: Shape, num_classes: int, clusters: int = 0) -> Gan:
-    """The networks for images of `image_shape`; a conditional run's take labels of `num_classes` classes, a
+def build_gan(
+    config: TrainConfig,
+    image_shape: Shape,
+    num_classes: int,
+    clusters: int = 0,
+    settings: ArchitectureSettings | None = None,
+) -> Gan:
+    """The networks for images of `image_shape`, to the architecture's `settings` (by default config's: a
+    resumed run passes the ones it records); a conditional run's take labels of `num_classes` classes, a
     self-conditioned run's (`clusters` > 0, unconditional runs only) those of its images' clusters."""
     keras.utils.set_random_seed(config.seed)  # weight initialisers
     classes = num_classes if config.conditional else clusters
-    generator = build_generator(config.arch, config.latent_dim, image_shape, classes)
-    discriminator = build_discriminator(config.arch, image_shape, classes)
+    architecture = ARCHITECTURES[config.arch].with_settings(settings or config.architecture)
+    generator = build_generator(config.arch, config.latent_dim, image_shape, classes, architecture.settings)
+    discriminator = build_discriminator(config.arch, image_shape, classes, architecture.settings)
     hyper = config.hyper
     g_optimizer, d_optimizer = (
         keras.optimizers.Adam(learning_rate=hyper.learning_rate, beta_1=hyper.beta_1, beta_2=hyper.beta_2)
@@ -164,7 +166,7 @@ def build_gan(config: TrainConfig, image_shape: Shape, num_classes: int, cluster
         step=tf.Variable(0, dtype=tf.int64, trainable=False, name="step"),
         train_seconds=tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds"),
         fixed_latents=tf.Variable(fixed, trainable=False, name="fixed_latents"),
-        architecture=ARCHITECTURES[config.arch],
+        architecture=architecture,
         num_classes=classes,
         ema_decay=config.ema_decay,
         ema_generator=ema_generator,
@@ -180,10 +182,7 @@ def call_generator(model: keras.Model, latents, labels=None, training: bool = Fa
 def learning_rate_scale(steps_done, steps: int, decay_from: float):
     """The factor on the learning rates in the step that follows `steps_done` (a number or a tensor) of a run of
     `steps`: 1 until the fraction `decay_from` of the run is done, then falling linearly to 1/k in its last step,
-    k the steps of the decay.
-
-    The conditional DCGAN on MNIST, 10,000 steps: Fréchet distance 2.21 with the rates falling over its second half,
-    3.56 at constant rates (README, "Architectures")."""
+    k the steps of the decay. Why the DCGAN's rates fall: docs/decisions/learning-rate-decay.md."""
     decay_steps = steps * (1.0 - decay_from)
     if decay_steps <= 0:
         return keras.ops.ones(())
@@ -196,8 +195,8 @@ class ClassSampler:
     however many images of it the data holds.
 
     Drawn as the data has them, the real images of a rare class would be few beside the generated ones labelled
-    with it: the discriminator could learn that the label alone makes an image likely fake, and the generator then
-    drew each class as one image repeated (README, "Architectures": 100, 20 and 5 images in three classes)."""
+    with it: the discriminator could learn that the label alone makes an image likely fake, and the generator would
+    draw each rare class as one image repeated (docs/decisions/class-balance.md)."""
 
     def __init__(self, labels: np.ndarray, num_classes: int) -> None:
         counts = np.bincount(labels, minlength=num_classes)
@@ -290,7 +289,7 @@ class TrainStep:
         return g_loss
 
     def update_ema(self) -> None:
-        """Move the average towards the weights by the decay of the EMA_EVERY steps since its last update.
+        """Move the average towards the weights by the decay of the `ema_every` steps since its last update.
 
         Applying k steps' decays at once costs a k-th of updating every step (the update reads and writes every
         generator weight: a quarter of a step when done each step) and differs from it only in weighting the newest
@@ -298,7 +297,7 @@ class TrainStep:
         """
         # Steps done, t, and the k - 1 before it; each step's decay has the warm-up: early on the average follows
         # the weights closely, or samples would look like the initial network.
-        steps = tf.cast(self.gan.step, tf.float32) - tf.range(EMA_EVERY, dtype=tf.float32)
+        steps = tf.cast(self.gan.step, tf.float32) - tf.range(self.gan.architecture.ema_every, dtype=tf.float32)
         decay = tf.reduce_prod(tf.minimum(self.gan.ema_decay, (1.0 + steps) / (10.0 + steps)))
         for average, weight in zip(self.gan.ema_generator.weights, self.gan.generator.weights, strict=True):
             average.assign(weight + decay * (average - weight))
@@ -331,7 +330,7 @@ class TrainStep:
         def train_steps(n: tf.Tensor) -> dict[str, tf.Tensor]:
             d_loss_sum, g_loss_sum, d_accuracy_sum = tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
             # Not `for _ in tf.range(n)`: under XLA autograph gives that loop `n` as its maximum iterations, a
-            # compile-time constant, and each call of another length compiled the step anew (4-5 s for the MLP).
+            # compile-time constant, and each call of another length would compile the step anew (4-5 s for the MLP).
             steps_done = tf.constant(0)
             while steps_done < n:
                 steps_done += 1
@@ -341,7 +340,7 @@ class TrainStep:
                 g_loss = self.generator_step()
                 self.gan.step.assign_add(1)
                 # The step count is a tensor: autograph makes this a condition XLA evaluates at each step.
-                if self.gan.ema_generator is not None and self.gan.step % EMA_EVERY == 0:
+                if self.gan.ema_generator is not None and self.gan.step % self.gan.architecture.ema_every == 0:
                     self.update_ema()
                 d_loss_sum += d_loss
                 g_loss_sum += g_loss

@@ -8,6 +8,7 @@ THIS CLASS". `num_classes` 0 builds the unconditional networks.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
+from job.config import ARCHITECTURES as SETTINGS
+from job.config import ArchitectureSettings
 from job.data.memory import FLOAT
 
 LABEL_EMBEDDING = 50  # size of the learned vector each class label becomes in conditional generators
@@ -26,46 +29,68 @@ Shape = tuple[int, int, int]  # height, width, channels
 class Architecture:
     """How to build one architecture's networks, and how its training step must treat them."""
 
-    # (input size, image shape, name) -> images in [-1, 1]
+    # (input size, image shape, settings, name) -> images in [-1, 1]
     generator_body: Callable[..., keras.Model]
-    # (image shape, conditional) -> the layers of the features the discriminator's logit is made from
-    discriminator_features: Callable[[Shape, bool], list[layers.Layer]]
+    # (image shape, conditional, settings) -> the layers of the features the discriminator's logit is made from
+    discriminator_features: Callable[[Shape, bool, ArchitectureSettings], list[layers.Layer]]
     # The discriminator's fakes: the tutorial draws them in inference mode (generator.predict). With convolutions and
     # BatchNorm's moving statistics lagging, those fakes are unlike the ones the generator learns from: draw them in
     # training mode (batch statistics) instead.
     fakes_in_training_mode: bool
-    # XLA on this project's CPU: 1.8x faster for the MLP step, 12x slower for the convolutional one (README).
+    # Compile the step with XLA: on a CPU it speeds up the MLP's step and slows the DCGAN's many times over
+    # (docs/decisions/dcgan-without-xla.md).
     jit_compile: bool
-    # Conditional models: the steps over which the label's part grows from nothing to full (see Conditioning); 0:
-    # full from the start.
-    conditioning_ramp: int = 0
-    # The fraction of a run after which both learning rates fall linearly, to 0 at its last step; 1: constant.
-    decay_from: float = 1.0
-    # Unconditional runs: at most this many clusters of the images, on which the networks learn as a conditional pair
-    # (job/networks/clusters.py); 0: none.
-    self_conditioning: int = 0
+    # The widths, dropout, label ramp, learning rates' fall, self-conditioning and moving average's cadence: data that
+    # a run's config.json records (job/config.py). By default this version's; a resumed run's are the ones it records.
+    settings: ArchitectureSettings
+
+    @property
+    def conditioning_ramp(self) -> int:
+        return self.settings.conditioning_ramp
+
+    @property
+    def decay_from(self) -> float:
+        return self.settings.decay_from
+
+    @property
+    def self_conditioning(self) -> int:
+        return self.settings.self_conditioning
+
+    @property
+    def ema_every(self) -> int:
+        return self.settings.ema_every
+
+    def with_settings(self, settings: ArchitectureSettings | None) -> Architecture:
+        """This architecture built to `settings` (None: its own)."""
+        return self if settings is None else dataclasses.replace(self, settings=settings)
 
 
-def build_generator(arch: str, latent_dim: int, image_shape: Shape, num_classes: int = 0) -> keras.Model:
-    """Latent vector (and class label) -> an image of `image_shape` in [-1, 1]."""
-    architecture = ARCHITECTURES[arch]
+def build_generator(
+    arch: str, latent_dim: int, image_shape: Shape, num_classes: int = 0, settings: ArchitectureSettings | None = None
+) -> keras.Model:
+    """Latent vector (and class label) -> an image of `image_shape` in [-1, 1], to `settings` (by default this
+    version's)."""
+    architecture = ARCHITECTURES[arch].with_settings(settings)
+    settings = architecture.settings
     if not num_classes:
-        return architecture.generator_body(latent_dim, image_shape, name="generator")
+        return architecture.generator_body(latent_dim, image_shape, settings, name="generator")
     z = keras.Input(shape=(latent_dim,), name="z")
     label = keras.Input(shape=(), dtype="int32", name="label")
     embedded = layers.Embedding(num_classes, LABEL_EMBEDDING, name="label_embedding")(label)
     if architecture.conditioning_ramp:
         embedded = Conditioning(name="label_conditioning")(embedded)
-    images = architecture.generator_body(latent_dim + LABEL_EMBEDDING, image_shape, name=f"generator_{arch}")(
+    images = architecture.generator_body(latent_dim + LABEL_EMBEDDING, image_shape, settings, name=f"generator_{arch}")(
         layers.Concatenate()([z, embedded])
     )
     return keras.Model([z, label], images, name="generator")
 
 
-def build_discriminator(arch: str, image_shape: Shape, num_classes: int = 0) -> keras.Model:
-    """An image (and class label) -> probability that it is real."""
-    architecture = ARCHITECTURES[arch]
-    feature_layers = architecture.discriminator_features(image_shape, num_classes > 0)
+def build_discriminator(
+    arch: str, image_shape: Shape, num_classes: int = 0, settings: ArchitectureSettings | None = None
+) -> keras.Model:
+    """An image (and class label) -> probability that it is real, to `settings` (by default this version's)."""
+    architecture = ARCHITECTURES[arch].with_settings(settings)
+    feature_layers = architecture.discriminator_features(image_shape, num_classes > 0, architecture.settings)
     if not num_classes:
         return keras.Sequential(
             [
@@ -81,8 +106,8 @@ def build_discriminator(arch: str, image_shape: Shape, num_classes: int = 0) -> 
     for layer in feature_layers:
         features = layer(features)
     width = features.shape[-1]
-    # The label's projection is never spectrally normalised: so bounded, it was too weak to matter and the generator
-    # ignored the label (10% of its samples the digit asked for, README "Architectures").
+    # The label's projection is never spectrally normalised: so bounded, it is too weak to matter and the generator
+    # ignores the label (docs/decisions/spectral-normalisation.md).
     projection = layers.Dot(axes=1)([layers.Embedding(num_classes, width, name="label_projection")(label), features])
     if architecture.conditioning_ramp:
         projection = Conditioning(name="label_conditioning")(projection)
@@ -95,10 +120,8 @@ class Conditioning(layers.Layer):
     """The label's part of a conditional network, times a strength the training step raises from 0 to 1 over the
     architecture's `conditioning_ramp` steps: the networks start unconditional and the label comes in gradually.
 
-    Shahbazi et al. 2022 ("Collapse by Conditioning") found that class-conditional GANs collapse on small data sets
-    where unconditional ones do not, and that this transition prevents it. So it did here: on 240 tinted digits in
-    three classes, the conditional DCGAN drew each class one way without it and varied ones with it (README,
-    "Architectures")."""
+    Shahbazi et al. 2022 ("Collapse by Conditioning"): class-conditional GANs collapse on small data sets where
+    unconditional ones do not, and this transition prevents it (docs/decisions/label-ramp.md)."""
 
     def build(self, input_shape) -> None:
         self.strength = self.add_weight(shape=(), initializer="zeros", trainable=False, name="strength")
@@ -167,11 +190,11 @@ def _normalised_like(feature_layers: list[layers.Layer], layer: layers.Layer) ->
     return layer
 
 
-def _mlp_generator(input_dim: int, image_shape: Shape, name: str) -> keras.Sequential:
-    """Dense 128-256-512-1024, each with LeakyReLU(0.2) and BatchNorm(momentum 0.8), then Dense H*W*C tanh (the
-    same whether conditional or not)."""
+def _mlp_generator(input_dim: int, image_shape: Shape, settings: ArchitectureSettings, name: str) -> keras.Sequential:
+    """Dense layers of the settings' widths (the tutorial's 128-256-512-1024), each with LeakyReLU(0.2) and
+    BatchNorm(momentum 0.8), then Dense H*W*C tanh (the same whether conditional or not)."""
     blocks = []
-    for units in (128, 256, 512, 1024):
+    for units in settings.widths:
         blocks += [layers.Dense(units), layers.LeakyReLU(negative_slope=0.2), layers.BatchNormalization(momentum=0.8)]
     return keras.Sequential(
         [
@@ -184,16 +207,20 @@ def _mlp_generator(input_dim: int, image_shape: Shape, name: str) -> keras.Seque
     )
 
 
-def _mlp_discriminator_features(image_shape: Shape, conditional: bool) -> list[layers.Layer]:
-    """Flatten, then Dense H*W*C and H*W*C/2 with LeakyReLU(0.2), as the tutorial's CAPACITY (784-392 for MNIST)."""
+def _mlp_discriminator_features(
+    image_shape: Shape, conditional: bool, settings: ArchitectureSettings
+) -> list[layers.Layer]:
+    """Flatten, then Dense H*W*C and H*W*C/2 with LeakyReLU(0.2), as the tutorial's CAPACITY (784-392 for MNIST),
+    each followed by the settings' dropout where there is one (the tutorial has none)."""
     capacity = math.prod(image_shape)
-    return [
-        layers.Flatten(),
-        layers.Dense(capacity),
-        layers.LeakyReLU(negative_slope=0.2),
-        layers.Dense(capacity // 2),
-        layers.LeakyReLU(negative_slope=0.2),
-    ]
+    features: list[layers.Layer] = [layers.Flatten()]
+    for units in (capacity, capacity // 2):
+        features += [layers.Dense(units), layers.LeakyReLU(negative_slope=0.2), *_dropout(settings)]
+    return features
+
+
+def _dropout(settings: ArchitectureSettings) -> list[layers.Layer]:
+    return [layers.Dropout(settings.dropout)] if settings.dropout else []
 
 
 def upsamplings(image_shape: Shape) -> int:
@@ -202,33 +229,28 @@ def upsamplings(image_shape: Shape) -> int:
     return min(4, max(1, int(math.log2(min(image_shape[:2]) / 4))))
 
 
-# The DCGAN's widths and dropout are TensorFlow's DCGAN tutorial's (measured on MNIST, README "Architectures": half
-# these widths without dropout reached a Fréchet distance of 4.3 at 50,000 steps, these 2.7).
-WIDEST = 256  # filters of the generator's smallest feature map, halved at each doubling...
-NARROWEST = 32  # ... but never fewer; the discriminator has at least twice these
-DROPOUT = 0.3  # after each of the discriminator's convolutions
+def _dcgan_filters(level: int, settings: ArchitectureSettings) -> int:
+    """Filters of the DCGAN generator's feature maps `level` doublings from the smallest: the settings' widest,
+    halved at each doubling, but never fewer than their narrowest."""
+    widest, narrowest = settings.widths
+    return max(narrowest, widest // 2**level)
 
 
-def _dcgan_filters(level: int) -> int:
-    """Filters of the DCGAN generator's feature maps `level` doublings from the smallest."""
-    return max(NARROWEST, WIDEST // 2**level)
-
-
-def _dcgan_generator(input_dim: int, image_shape: Shape, name: str) -> keras.Sequential:
+def _dcgan_generator(input_dim: int, image_shape: Shape, settings: ArchitectureSettings, name: str) -> keras.Sequential:
     """Dense -> a small feature map -> strided transposed convolutions (BatchNorm, LeakyReLU), each doubling its
     size -> a 3x3 convolution to the image's channels, tanh; cropped to the image where the doublings overshoot."""
     height, width, channels = image_shape
     doublings = upsamplings(image_shape)
     base = (math.ceil(height / 2**doublings), math.ceil(width / 2**doublings))
     blocks = [
-        layers.Dense(base[0] * base[1] * _dcgan_filters(0), use_bias=False),
+        layers.Dense(base[0] * base[1] * _dcgan_filters(0, settings), use_bias=False),
         layers.BatchNormalization(momentum=0.9),
         layers.LeakyReLU(negative_slope=0.2),
-        layers.Reshape((*base, _dcgan_filters(0))),
+        layers.Reshape((*base, _dcgan_filters(0, settings))),
     ]
     for level in range(1, doublings + 1):
         blocks += [
-            layers.Conv2DTranspose(_dcgan_filters(level), 4, strides=2, padding="same", use_bias=False),
+            layers.Conv2DTranspose(_dcgan_filters(level, settings), 4, strides=2, padding="same", use_bias=False),
             layers.BatchNormalization(momentum=0.9),
             layers.LeakyReLU(negative_slope=0.2),
         ]
@@ -239,37 +261,43 @@ def _dcgan_generator(input_dim: int, image_shape: Shape, name: str) -> keras.Seq
     return keras.Sequential([keras.Input(shape=(input_dim,), name="z"), *blocks], name=name)
 
 
-def _dcgan_discriminator_features(image_shape: Shape, conditional: bool) -> list[layers.Layer]:
+def _dcgan_discriminator_features(
+    image_shape: Shape, conditional: bool, settings: ArchitectureSettings
+) -> list[layers.Layer]:
     """Strided 4x4 convolutions with LeakyReLU(0.2) and dropout, halving the image as often as the generator doubles
     it (the generator's widths in reverse, at least twice its narrowest), then flattened. The dropout is active in
     the discriminator's own step only (the generator's step calls it in inference mode).
 
     Conditional, the convolutions (and the logit's layer after them) are spectrally normalised (Miyato et al. 2018):
     divided by their largest singular value at each of the discriminator's steps, which bounds how sharply it tells
-    images apart. Without it every sample of a class became the same stroke (5 runs of 7, these widths and half
-    them); unconditional, it made the images worse (README, "Architectures")."""
+    images apart. Without it a class's samples collapse to one stroke; unconditional, it makes the images worse
+    (docs/decisions/spectral-normalisation.md)."""
     convolutions = []
     for level in range(upsamplings(image_shape)):
-        filters = _dcgan_filters(upsamplings(image_shape) - level)
-        convolution = layers.Conv2D(max(2 * NARROWEST, filters), 4, strides=2, padding="same")
+        filters = _dcgan_filters(upsamplings(image_shape) - level, settings)
+        convolution = layers.Conv2D(max(2 * settings.widths[-1], filters), 4, strides=2, padding="same")
         convolutions += [
             layers.SpectralNormalization(convolution) if conditional else convolution,
             layers.LeakyReLU(negative_slope=0.2),
-            layers.Dropout(DROPOUT),
+            *_dropout(settings),
         ]
     return [*convolutions, layers.Flatten()]
 
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "mlp": Architecture(_mlp_generator, _mlp_discriminator_features, fakes_in_training_mode=False, jit_compile=True),
+    "mlp": Architecture(
+        _mlp_generator,
+        _mlp_discriminator_features,
+        fakes_in_training_mode=False,
+        jit_compile=True,
+        settings=SETTINGS["mlp"],
+    ),
     "dcgan": Architecture(
         _dcgan_generator,
         _dcgan_discriminator_features,
         fakes_in_training_mode=True,
         jit_compile=False,
-        conditioning_ramp=2000,
-        decay_from=0.5,
-        self_conditioning=30,
+        settings=SETTINGS["dcgan"],
     ),
 }
 

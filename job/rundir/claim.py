@@ -17,7 +17,16 @@ from pathlib import Path
 
 import filelock
 
-from job.config import ConfigError, TrainConfig, check_recorded, default_of, user_cache
+from job.config import (
+    ARCHITECTURE,
+    ARCHITECTURES_BEFORE_RECORDED,
+    ArchitectureSettings,
+    ConfigError,
+    TrainConfig,
+    check_recorded,
+    default_of,
+    user_cache,
+)
 from job.data.load import KERAS_SETS, MIN_SIDE, ImageData, class_mask, load_data, reference_set
 from job.data.memory import check_room_for_samples
 from serving.files import (
@@ -136,6 +145,7 @@ class RunDir:
             raise ConfigError(f"{self.config} is not a valid run configuration ({error}){FORCE_ADVICE}") from error
         _check_data_set(saved, self.config)
         clusters_of(saved, self.config)
+        architecture_of(saved, self.config)
         return saved
 
     def records(self) -> list[dict]:
@@ -421,6 +431,20 @@ def reason(error: OSError | ValueError | RecursionError) -> str:
     return getattr(error, "strerror", None) or first_line(error)
 
 
+def architecture_of(saved: dict, path: Path) -> ArchitectureSettings:
+    """The architecture settings a run's config.json (`saved`, read from `path`) records: the ones the run was begun
+    with; for a run begun before they were recorded, that version's. ConfigError when its section is damaged."""
+    if ARCHITECTURE not in saved:
+        return ARCHITECTURES_BEFORE_RECORDED[saved.get("arch", default_of("arch"))]
+    try:
+        return ArchitectureSettings.from_record(saved[ARCHITECTURE])
+    except ValueError as error:
+        raise ConfigError(
+            f"{path} records no usable {ARCHITECTURE} section ({error}): restore the run's config.json, or --force "
+            "to start a new run there"
+        ) from error
+
+
 def clusters_of(saved: dict, path: Path) -> int:
     """How many clusters a self-conditioned run's config.json (`saved`, read from `path`) records; 0 for the others
     and for runs from before self-conditioning. ConfigError when it records no count."""
@@ -516,9 +540,12 @@ def _recorded_path(root: Path, saved: dict, key: str) -> Path | None:
     return Path(*root.parts[: -len(out_parts)], recorded)
 
 
-def config_json(config: TrainConfig, data: ImageData, clusters: int = 0) -> str:
-    """What config.json holds: the resolved configuration, the data's fingerprint, what the data is and, for a
-    self-conditioned run, its number of clusters."""
+def config_json(
+    config: TrainConfig, data: ImageData, clusters: int = 0, architecture: ArchitectureSettings | None = None
+) -> str:
+    """What config.json holds: the resolved configuration with the run's architecture settings (by default this
+    version's), the data's fingerprint, what the data is and, for a self-conditioned run, its number of clusters."""
     values = config.to_dict() | {DATA_FINGERPRINT: data.fingerprint(), DATA_SET: data.description()}
+    values |= {ARCHITECTURE: architecture.record()} if architecture else {}
     values |= {CLUSTERS: clusters} if clusters else {}
     return json.dumps(values, indent=2, sort_keys=True) + "\n"

@@ -8,7 +8,7 @@ from job.config import ConfigError, TrainConfig
 from job.errors import CheckpointsUnreadable
 from job.networks.gan import Gan, build_gan
 from job.rundir.checkpoints import Checkpoints
-from job.rundir.claim import RunDir, clusters_of, data_set_of
+from job.rundir.claim import RunDir, architecture_of, clusters_of, data_set_of
 from serving.model import first_line
 
 
@@ -24,9 +24,8 @@ def load_run(root: Path, step: int | None = None) -> tuple[TrainConfig, dict, Ga
     except (ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"{run.config} is not a valid run configuration: {error}") from error
     data_set = data_set_of(saved)
-    gan = build_gan(
-        config, tuple(data_set["image_shape"]), len(data_set["class_names"]), clusters_of(saved, run.config)
-    )
+    shape, classes = tuple(data_set["image_shape"]), len(data_set["class_names"])
+    gan = build_gan(config, shape, classes, clusters_of(saved, run.config), architecture_of(saved, run.config))
     checkpoints = Checkpoints(run.checkpoints, gan.checkpoint(), keep=config.keep_checkpoints)
     if step is None:
         step = checkpoints.restore_latest()
