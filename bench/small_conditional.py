@@ -35,7 +35,7 @@ SAMPLES_PER_CLASS = 200  # for the variety measure
 TRAIN = """
 import dataclasses, sys
 from job import config
-config.ARCHITECTURES["dcgan"] = dataclasses.replace(config.ARCHITECTURES["dcgan"], conditioning_ramp={ramp})
+config.ARCH_SETTINGS["dcgan"] = dataclasses.replace(config.ARCH_SETTINGS["dcgan"], conditioning_ramp={ramp})
 from job.cli import main
 main()
 """

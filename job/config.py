@@ -115,7 +115,7 @@ class ArchitectureSettings:
 
 
 # The widths: the tutorial's (mlp) and TensorFlow's DCGAN tutorial's (dcgan, docs/decisions/dcgan-size.md).
-ARCHITECTURES: dict[str, ArchitectureSettings] = {
+ARCH_SETTINGS: dict[str, ArchitectureSettings] = {
     "mlp": ArchitectureSettings(
         widths=(128, 256, 512, 1024), dropout=0.0, conditioning_ramp=0, decay_from=1.0, self_conditioning=0
     ),
@@ -123,9 +123,22 @@ ARCHITECTURES: dict[str, ArchitectureSettings] = {
         widths=(256, 32), dropout=0.3, conditioning_ramp=2000, decay_from=0.5, self_conditioning=30
     ),
 }
-ARCH_NAMES = tuple(ARCHITECTURES)  # job/networks/models.py builds each (a test checks they agree)
-# A run begun before config.json recorded its `architecture` section was built with these: that version's settings.
-ARCHITECTURES_BEFORE_RECORDED: dict[str, ArchitectureSettings] = dict(ARCHITECTURES)
+ARCH_NAMES = tuple(ARCH_SETTINGS)  # job/networks/models.py builds each (a test checks they agree)
+# A run begun before config.json recorded its `architecture` section was built with these: that version's settings,
+# written out, as no later change of ARCH_SETTINGS may change what such a run is.
+ARCHITECTURES_BEFORE_RECORDED: dict[str, ArchitectureSettings] = {
+    "mlp": ArchitectureSettings(
+        widths=(128, 256, 512, 1024),
+        dropout=0.0,
+        conditioning_ramp=0,
+        decay_from=1.0,
+        self_conditioning=0,
+        ema_every=10,
+    ),
+    "dcgan": ArchitectureSettings(
+        widths=(256, 32), dropout=0.3, conditioning_ramp=2000, decay_from=0.5, self_conditioning=30, ema_every=10
+    ),
+}
 
 SEED_RANGE = (0, 2**32 - 1)  # what numpy and TensorFlow accept as a seed
 # Samples a quality measurement draws at most (training's --quality-samples, gan-job evaluate's --samples): they are
@@ -189,7 +202,7 @@ class TrainConfig:
     arch: str = option(
         "mlp",
         choices=ARCH_NAMES,
-        help="mlp: the tutorial's networks, sized to the images; dcgan: convolutional networks (README: which when).",
+        help="mlp: the tutorial's networks, sized to the images; dcgan: convolutional networks (docs: Architectures).",
     )
     digit: int = option(
         -1, min=-1, max=MAX_CLASSES - 1, help="Train on one class only (its label: the digit, for MNIST); -1 for all."
@@ -226,7 +239,7 @@ class TrainConfig:
     preset: str = option(
         "default",
         choices=tuple(PRESETS),
-        help="'seed' is the original tutorial exactly; 'default' adds measured improvements (README).",
+        help="'seed' is the original tutorial exactly; 'default' adds measured improvements (job/presets.yaml).",
     )
     conditional: bool = option(
         False, help="Give both networks the class label (one model for every class; the data needs labels)."
@@ -301,7 +314,7 @@ class TrainConfig:
     @property
     def architecture(self) -> ArchitectureSettings:
         """This version's settings of --arch: a new run's (a resumed run goes on with the ones it records)."""
-        return ARCHITECTURES[self.arch]
+        return ARCH_SETTINGS[self.arch]
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)

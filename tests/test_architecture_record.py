@@ -10,7 +10,7 @@ import keras
 import pytest
 
 from job import config as job_config
-from job.config import ARCHITECTURE, ARCHITECTURES, ARCHITECTURES_BEFORE_RECORDED, ArchitectureSettings
+from job.config import ARCH_SETTINGS, ARCHITECTURE, ARCHITECTURES_BEFORE_RECORDED, ArchitectureSettings
 from job.loop.train import train
 from job.rundir.claim import architecture_of
 from tests.conftest import short_run_config
@@ -32,16 +32,16 @@ def dense_units(model: keras.Model) -> list[int]:
 def test_config_json_records_the_settings_the_networks_were_built_with(trained_run):
     out, gan = trained_run
     section = json.loads((out / "config.json").read_text())[ARCHITECTURE]
-    assert section == ARCHITECTURES["mlp"].record()
-    assert ArchitectureSettings.from_record(section) == ARCHITECTURES["mlp"]
+    assert section == ARCH_SETTINGS["mlp"].record()
+    assert ArchitectureSettings.from_record(section) == ARCH_SETTINGS["mlp"]
     assert dense_units(gan.generator)[:-1] == list(section["widths"])  # the last Dense draws the image
 
 
 def test_a_run_begun_with_other_settings_resumes_and_exports_with_its_own(tmp_path, monkeypatch):
     # As if an earlier version had built narrower networks with a moving average every 5 steps: this version must
     # not guess, the run's config.json says what the run is.
-    earlier = dataclasses.replace(ARCHITECTURES["mlp"], widths=(32, 64), ema_every=5)
-    monkeypatch.setitem(job_config.ARCHITECTURES, "mlp", earlier)
+    earlier = dataclasses.replace(ARCH_SETTINGS["mlp"], widths=(32, 64), ema_every=5)
+    monkeypatch.setitem(job_config.ARCH_SETTINGS, "mlp", earlier)
     options = {"steps": 20, "checkpoint_every": 10, "sample_every": 10, "log_every": 10, "quality": False}
     train(short_run_config(tmp_path, **options))
     monkeypatch.undo()

@@ -10,8 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
-from job.config import ARCHITECTURES as SETTINGS
-from job.config import ConfigError
+from job.config import ARCH_SETTINGS, ConfigError
 from job.loop.train import train
 from job.networks.clusters import cluster_count, cluster_images, run_clusters
 from job.networks.models import ARCHITECTURES, DrawnCluster
@@ -143,8 +142,8 @@ def test_a_run_resumes_with_the_clusters_it_began_with_though_this_version_would
 ):
     run = tmp_path / "run"
     shutil.copytree(self_conditioned_run, run)
-    fewer = dataclasses.replace(SETTINGS["dcgan"], self_conditioning=3)
-    monkeypatch.setitem(SETTINGS, "dcgan", fewer)  # a later version, which would cut 3 clusters
+    fewer = dataclasses.replace(ARCH_SETTINGS["dcgan"], self_conditioning=3)
+    monkeypatch.setitem(ARCH_SETTINGS, "dcgan", fewer)  # a later version, which would cut 3 clusters
     gan = train(short_run_config(run, arch="dcgan", steps=32, checkpoint_every=32, sample_every=32, log_every=8))
     assert gan.clusters == 10 and int(gan.step.numpy()) == 32
     assert json.loads((run / "config.json").read_text())["clusters"] == 10

@@ -62,7 +62,7 @@ def test_the_dcgan_on_mnist_has_the_widths_of_tensorflows_dcgan_tutorial():
 
 def test_only_the_conditional_dcgans_discriminator_is_spectrally_normalised_and_never_its_label_projection():
     # Without it each class collapsed to one image; unconditional, it made the images worse; on the label's
-    # projection, the label was ignored (README, "Architectures").
+    # projection, the label was ignored (docs/decisions/projection-discriminator.md).
     def normalised(model) -> list[str]:
         return [
             type(layer.layer).__name__
@@ -90,7 +90,8 @@ def test_the_conditional_dcgan_has_the_same_widths_and_dropout():
 
 
 def test_the_conditional_dcgan_starts_blind_to_the_label_and_the_conditional_mlp_does_not():
-    # Conditional from the first step, the DCGAN drew each class of a small data set one way (README, "Architectures").
+    # Conditional from the first step, the DCGAN drew each class of a small data set one way
+    # (docs/decisions/label-ramp.md).
     generator = build_generator("dcgan", 100, MNIST[0], num_classes=10)
     discriminator = build_discriminator("dcgan", MNIST[0], num_classes=10)
     latents = np.random.default_rng(0).normal(size=(2, 100)).astype("float32")

@@ -20,6 +20,11 @@ def is_sample_step(step: int, config: TrainConfig) -> bool:
     return step % config.sample_every == 0 or step == config.steps
 
 
+def is_measure_step(step: int, config: TrainConfig) -> bool:
+    """Quality is measured with each sample grid, when it is on (a measurement belongs to a log line)."""
+    return config.quality and is_sample_step(step, config)
+
+
 def is_log_step(step: int, config: TrainConfig) -> bool:
     """A log line and a metrics.jsonl record every --log-every steps, and at each sample grid."""
     return step % config.log_every == 0 or is_sample_step(step, config)

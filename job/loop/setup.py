@@ -49,8 +49,8 @@ class Training:
         train_steps = TrainStep(self.gan, self.images, config.batch, self.labels, config.steps, lr).compiled()
         return lambda n: {name: float(value) for name, value in train_steps(tf.constant(n)).items()}
 
-    def sample_grid(self) -> np.ndarray:
-        """The sampler's images of the fixed latents, in [-1, 1]: one sample grid."""
+    def sample_images(self) -> np.ndarray:
+        """The sampler's images of the fixed latents, in [-1, 1]: what a sample grid shows."""
         return sample_images(self.gan)
 
 
@@ -61,8 +61,8 @@ def set_up(config: TrainConfig, run: RunDir, data: ImageData, force: bool, timin
     log.info("configuration: %s", json.dumps(config.to_dict(), sort_keys=True))
     make_deterministic()  # a resumed run ends bit for bit where an uninterrupted one does
     images, labels = training_set(data, config.digit)
-    on = device()
-    log_lines.log_training_set(config, data, len(images), on)
+    device_name = device()
+    log_lines.log_training_set(config, data, len(images), device_name)
     resuming = not force and run.has_checkpoints()
     clusters = _clusters(config, run, len(images), resuming)
     architecture = _architecture(config, run, resuming)
@@ -89,7 +89,7 @@ def set_up(config: TrainConfig, run: RunDir, data: ImageData, force: bool, timin
     else:
         save_grid(to_unit_range(real_grid_images(images, labels)), run.samples / "reals.png")
         write_model_summaries(run, [gan.generator, gan.discriminator])
-    return Training(gan, checkpoints, images, labels, meter, start, on)
+    return Training(gan, checkpoints, images, labels, meter, start, device_name)
 
 
 def warn_if_the_label_stays_weak(config: TrainConfig, gan: Gan) -> None:
@@ -99,8 +99,8 @@ def warn_if_the_label_stays_weak(config: TrainConfig, gan: Gan) -> None:
     if gan.conditional and config.steps < ramp:
         log.warning(
             "the label of a conditional %s comes in over its first %d steps: after %d it has %.0f%% of its "
-            "strength, and the model will often draw another class than the one asked for (README, "
-            '"Architectures")',
+            "strength, and the model will often draw another class than the one asked for (docs: "
+            '"Conditioning")',
             config.arch,
             ramp,
             config.steps,

@@ -13,7 +13,7 @@ from job import signals
 from job.config import TrainConfig
 from job.errors import Interrupted, TrainingDiverged
 from job.loop.log_lines import Progress, log_quality
-from job.loop.schedule import CallLength, CheckpointClock, Interval, is_log_step, is_sample_step
+from job.loop.schedule import CallLength, CheckpointClock, Interval, is_log_step, is_measure_step, is_sample_step
 from job.loop.setup import Training
 from job.rundir.claim import RunDir
 from job.rundir.outputs import MetricsLog, save_grid
@@ -44,7 +44,7 @@ class TrainingLoop:
         try:
             while step < config.steps:
                 if stop.is_set():
-                    self._stop_at(step)
+                    self._interrupt_at(step)
 
                 n = call_length.next(step, config)
                 began = time.perf_counter()
@@ -69,7 +69,7 @@ class TrainingLoop:
                     checkpoint_clock.written()
                 if is_sample_step(step, config):
                     with self.timings.part("sample_grids"):
-                        metrics.image(step, save_grid(self.training.sample_grid(), self.run.sample(step)))
+                        metrics.image(step, save_grid(self.training.sample_images(), self.run.sample(step)))
                         self.on_sample()
                 self.on_advance(step)
         finally:
@@ -87,7 +87,7 @@ class TrainingLoop:
             **interval.means(),
         )
         quality = None
-        if self.training.meter is not None and is_sample_step(step, self.config):
+        if self.training.meter is not None and is_measure_step(step, self.config):
             with self.timings.part("quality"):
                 quality = self.training.meter.measure_gan(gan)
         # Beside its measurements, a line records when it was written and both optimizers' rate in its last step.
@@ -101,7 +101,7 @@ class TrainingLoop:
         if quality:
             log_quality(step, self.config.steps, quality, self.run.records())
 
-    def _stop_at(self, step: int) -> None:
+    def _interrupt_at(self, step: int) -> None:
         if not self.training.checkpoints.holds(step):
             self._checkpoint(step)
         raise Interrupted(

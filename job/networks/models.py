@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-from job.config import ARCHITECTURES as SETTINGS
-from job.config import ArchitectureSettings
+from job.config import ARCH_SETTINGS, ArchitectureSettings
 from job.data.memory import FLOAT
 
 LABEL_EMBEDDING = 50  # size of the learned vector each class label becomes in conditional generators
@@ -290,14 +289,14 @@ ARCHITECTURES: dict[str, Architecture] = {
         _mlp_discriminator_features,
         fakes_in_training_mode=False,
         jit_compile=True,
-        settings=SETTINGS["mlp"],
+        settings=ARCH_SETTINGS["mlp"],
     ),
     "dcgan": Architecture(
         _dcgan_generator,
         _dcgan_discriminator_features,
         fakes_in_training_mode=True,
         jit_compile=False,
-        settings=SETTINGS["dcgan"],
+        settings=ARCH_SETTINGS["dcgan"],
     ),
 }
 
