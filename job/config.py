@@ -100,8 +100,9 @@ class ArchitectureSettings:
         return dataclasses.asdict(self) | {"widths": list(self.widths)}
 
     @classmethod
-    def from_record(cls, section) -> ArchitectureSettings:
-        """The settings a config.json section records; ValueError naming what is missing or of the wrong type."""
+    def from_record(cls, section, arch: str) -> ArchitectureSettings:
+        """The settings a config.json section of an `arch` run records; ValueError naming what is missing, of the
+        wrong type or out of its range."""
         if not isinstance(section, dict):
             raise ValueError(f"it is {_shown(section)}, not a section of settings")
         kinds = {"widths": list, "dropout": float, "conditioning_ramp": int, "decay_from": float}
@@ -111,7 +112,27 @@ class ArchitectureSettings:
             whole_numbers = kind is list and isinstance(value, list) and all(_of_type(v, int) for v in value)
             if not (whole_numbers or (kind is not list and _of_type(value, kind))):
                 raise ValueError(f"{name} is {_shown(value)}")
-        return cls(**{name: section[name] for name in kinds} | {"widths": tuple(section["widths"])})
+        settings = cls(**{name: section[name] for name in kinds} | {"widths": tuple(section["widths"])})
+        settings.check(arch)
+        return settings
+
+    def check(self, arch: str) -> None:
+        """ValueError naming the first setting out of its range for `arch`."""
+        widths = self.widths
+        if arch == "dcgan" and not (len(widths) == 2 and widths[0] >= widths[1] > 0):
+            raise ValueError(f"widths {list(widths)} are not the widest and the narrowest filters, widest first")
+        if not widths or min(widths) < 1:
+            raise ValueError(f"widths {list(widths)} are not positive whole numbers")
+        ranges = {
+            "dropout": (0 <= self.dropout < 1, "in [0, 1)"),
+            "conditioning_ramp": (self.conditioning_ramp >= 0, "at least 0"),
+            "decay_from": (0 < self.decay_from <= 1, "in (0, 1]"),
+            "self_conditioning": (self.self_conditioning >= 0, "at least 0"),
+            "ema_every": (1 <= self.ema_every <= 1000, "in 1..1000"),
+        }
+        for name, (within, wanted) in ranges.items():
+            if not within:
+                raise ValueError(f"{name} is {getattr(self, name)}, not {wanted}")
 
 
 # The widths: the tutorial's (mlp) and TensorFlow's DCGAN tutorial's (dcgan, docs/decisions/dcgan-size.md).

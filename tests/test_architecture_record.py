@@ -33,7 +33,7 @@ def test_config_json_records_the_settings_the_networks_were_built_with(trained_r
     out, gan = trained_run
     section = json.loads((out / "config.json").read_text())[ARCHITECTURE]
     assert section == ARCH_SETTINGS["mlp"].record()
-    assert ArchitectureSettings.from_record(section) == ARCH_SETTINGS["mlp"]
+    assert ArchitectureSettings.from_record(section, "mlp") == ARCH_SETTINGS["mlp"]
     assert dense_units(gan.generator)[:-1] == list(section["widths"])  # the last Dense draws the image
 
 

@@ -130,3 +130,28 @@ def test_presets_are_data_each_setting_exactly_the_optimizers_values_and_the_mov
         custom.write_text(broken)
         with pytest.raises(ValueError, match=message):
             load_presets(custom)
+
+
+@pytest.mark.parametrize(
+    ("arch", "change", "message"),
+    [
+        ("mlp", {"widths": [0]}, "not positive whole numbers"),
+        ("mlp", {"widths": []}, "not positive whole numbers"),
+        ("mlp", {"widths": [128.5]}, "widths is"),
+        ("dcgan", {"widths": [256]}, "widest and the narrowest"),
+        ("dcgan", {"widths": [32, 256]}, "widest and the narrowest"),
+        ("dcgan", {"widths": [256, 0]}, "widest and the narrowest"),
+        ("mlp", {"dropout": 1.5}, "dropout is 1.5"),
+        ("mlp", {"decay_from": 0}, "decay_from is 0"),
+        ("mlp", {"conditioning_ramp": -5}, "conditioning_ramp is -5"),
+        ("mlp", {"self_conditioning": -1}, "self_conditioning is -1"),
+        ("mlp", {"ema_every": 0}, "ema_every is 0"),
+        ("mlp", {"ema_every": 10**9}, "ema_every is 1000000000"),
+        ("mlp", {"ema_every": None}, "ema_every is None"),
+    ],
+)
+def test_an_architecture_section_out_of_its_ranges_is_refused(arch, change, message):
+    from job.config import ARCH_SETTINGS, ArchitectureSettings
+
+    with pytest.raises(ValueError, match=message):
+        ArchitectureSettings.from_record(ARCH_SETTINGS[arch].record() | change, arch)

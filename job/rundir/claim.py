@@ -437,7 +437,7 @@ def architecture_of(saved: dict, path: Path) -> ArchitectureSettings:
     if ARCHITECTURE not in saved:
         return ARCHITECTURES_BEFORE_RECORDED[saved.get("arch", default_of("arch"))]
     try:
-        return ArchitectureSettings.from_record(saved[ARCHITECTURE])
+        return ArchitectureSettings.from_record(saved[ARCHITECTURE], saved.get("arch", default_of("arch")))
     except ValueError as error:
         raise ConfigError(
             f"{path} records no usable {ARCHITECTURE} section ({error}): restore the run's config.json, or --force "
